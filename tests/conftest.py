@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def copy_mha_into_torch(ours, theirs: torch.nn.MultiheadAttention) -> None:
+    """Load our q/k/v/o projections into nn.MultiheadAttention's packed weights."""
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+        theirs.out_proj.weight.copy_(ours.o_proj.weight)
+        if theirs.in_proj_bias is not None:
+            theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+            theirs.out_proj.bias.copy_(ours.o_proj.bias)
+
+
+def copy_linear(ours, theirs: torch.nn.Linear) -> None:
+    with torch.no_grad():
+        theirs.weight.copy_(ours.weight)
+        if theirs.bias is not None:
+            theirs.bias.copy_(ours.bias)
+
+
+def copy_norm(ours, theirs) -> None:
+    with torch.no_grad():
+        theirs.weight.copy_(ours.weight)
+        if getattr(theirs, "bias", None) is not None:
+            theirs.bias.copy_(ours.bias)
+
+
+def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
+    """Give every parameter (norm gains and biases too) random values, so a test
+    cannot pass because some weight happened to be all ones or zeros."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p) * scale)
+    return module
