@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -258,6 +259,12 @@ class BPETokenizer:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if len(merges) < n_merges:
+            warnings.warn(
+                f"the training text ran out of pairs to merge after {len(merges)} merges: "
+                f"vocabulary has {256 + len(special_tokens) + len(merges)} tokens, not the {vocab_size} asked for",
+                stacklevel=2,
+            )
         return cls(merges, special_tokens)
 
     # ------------------------------------------------------------------ encoding

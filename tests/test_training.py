@@ -1,0 +1,211 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tinyformer.model import TransformerConfig, TransformerLM
+from tinyformer.training import (
+    AdamW,
+    CheckpointError,
+    clip_grad_norm,
+    cosine_lr_schedule,
+    cross_entropy,
+    get_batch,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+TINY = TransformerConfig(vocab_size=20, context_length=8, d_model=16, n_layers=2, n_heads=2)
+
+
+def test_cross_entropy_matches_torch():
+    logits, targets = torch.randn(4, 7, 11), torch.randint(0, 11, (4, 7))
+    torch.testing.assert_close(cross_entropy(logits, targets), F.cross_entropy(logits.view(-1, 11), targets.view(-1)))
+
+
+def test_cross_entropy_is_stable_for_extreme_logits():
+    logits, targets = torch.randn(16, 11) * 1000, torch.randint(0, 11, (16,))
+    ours = cross_entropy(logits, targets)
+    assert torch.isfinite(ours)
+    torch.testing.assert_close(ours, F.cross_entropy(logits, targets))
+
+
+def test_cross_entropy_hand_value():
+    # uniform over 4 classes: loss is log 4 whatever the target
+    assert cross_entropy(torch.zeros(3, 4), torch.tensor([0, 1, 3])).item() == pytest.approx(math.log(4))
+
+
+def test_cross_entropy_errors():
+    with pytest.raises(ValueError, match="unknown target id 11: logits cover ids 0..10"):
+        cross_entropy(torch.randn(2, 11), torch.tensor([1, 11]))
+    with pytest.raises(ValueError, match="logits .* and targets .* disagree"):
+        cross_entropy(torch.randn(2, 11), torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("weight_decay,betas", [(0.01, (0.9, 0.999)), (0.1, (0.8, 0.95))])
+def test_adamw_matches_torch_over_many_steps(weight_decay, betas):
+    torch.manual_seed(0)
+    ours_model = TransformerLM(TINY)
+    ref_model = TransformerLM(TINY)
+    ref_model.load_state_dict(ours_model.state_dict())
+    kwargs = dict(lr=3e-3, betas=betas, eps=1e-8, weight_decay=weight_decay)
+    ours_opt = AdamW(ours_model.parameters(), **kwargs)
+    ref_opt = torch.optim.AdamW(ref_model.parameters(), foreach=False, **kwargs)
+    data = torch.randint(0, 20, (4, 9))
+    for _ in range(120):
+        for model, opt in ((ours_model, ours_opt), (ref_model, ref_opt)):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(data[:, :-1]).flatten(0, 1), data[:, 1:].flatten())
+            loss.backward()
+            opt.step()
+    for (name, p), q in zip(ours_model.named_parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_adamw_rejects_bad_hyperparameters():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="learning rate must be >= 0"):
+        AdamW(p, lr=-1)
+    with pytest.raises(ValueError, match="betas must be in"):
+        AdamW(p, betas=(1.0, 0.9))
+
+
+def test_cosine_schedule_boundaries():
+    kw = dict(max_lr=1.0, min_lr=0.1, warmup_iters=10, cosine_iters=110)
+    assert cosine_lr_schedule(0, **kw) == 0.0
+    assert cosine_lr_schedule(5, **kw) == 0.5
+    assert cosine_lr_schedule(10, **kw) == 1.0
+    assert cosine_lr_schedule(60, **kw) == pytest.approx(0.55)  # halfway: (max + min) / 2
+    assert cosine_lr_schedule(110, **kw) == pytest.approx(0.1)
+    assert cosine_lr_schedule(1000, **kw) == 0.1
+
+
+def test_cosine_schedule_matches_torch_cosine_annealing():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=100, eta_min=0.1)
+    for step in range(101):
+        assert cosine_lr_schedule(10 + step, 1.0, 0.1, 10, 110) == pytest.approx(sched.get_last_lr()[0], abs=1e-9)
+        opt.step()
+        sched.step()
+
+
+def test_clip_grad_norm_matches_torch_and_skips_missing_grads():
+    a = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a[:2], b[:2]):  # the third parameter gets no gradient
+        g = torch.randn_like(p) * 10
+        p.grad, q.grad = g.clone(), g.clone()
+    ours = clip_grad_norm(a, 1.0)
+    ref = torch.nn.utils.clip_grad_norm_(b, 1.0)
+    torch.testing.assert_close(ours, ref)
+    for p, q in zip(a[:2], b[:2]):
+        torch.testing.assert_close(p.grad, q.grad)
+    assert a[2].grad is None
+    total = torch.sqrt(sum((p.grad**2).sum() for p in a[:2]))
+    assert total.item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clip_grad_norm_leaves_small_gradients_alone():
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([0.1, 0.2, 0.2])
+    assert clip_grad_norm([p], 1.0).item() == pytest.approx(0.3)
+    torch.testing.assert_close(p.grad, torch.tensor([0.1, 0.2, 0.2]))
+
+
+def test_get_batch_windows_and_targets():
+    tokens = np.arange(100, dtype=np.uint16)
+    x, y = get_batch(tokens, 8, 5, device="cpu", generator=torch.Generator().manual_seed(1))
+    assert x.shape == y.shape == (8, 5) and x.dtype == torch.long
+    assert (y == x + 1).all()  # arange: each target is the next token
+    assert (x[:, 1:] == x[:, :-1] + 1).all()
+    assert x.min() >= 0 and y.max() <= 99
+
+
+def test_get_batch_is_reproducible_and_covers_every_start():
+    tokens = torch.arange(12)
+    a = get_batch(tokens, 200, 4, generator=torch.Generator().manual_seed(3))
+    b = get_batch(tokens, 200, 4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0])
+    assert set(a[0][:, 0].tolist()) == set(range(8))  # starts 0..len-T-1
+
+
+def test_get_batch_reads_memmap(tmp_path):
+    path = tmp_path / "tokens.bin"
+    np.arange(50, dtype=np.uint16).tofile(path)
+    x, y = get_batch(np.memmap(path, dtype=np.uint16, mode="r"), 2, 4)
+    assert (y == x + 1).all()
+
+
+def test_get_batch_rejects_short_data():
+    with pytest.raises(ValueError, match="need at least context_length \\+ 1 = 9 tokens"):
+        get_batch(np.arange(8), 2, 8)
+
+
+def _trained_pair():
+    model = TransformerLM(TINY)
+    opt = AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(0, 20, (2, 8))
+    F.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
+    opt.step()
+    return model, opt
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, opt = _trained_pair()
+    path = tmp_path / "ckpt" / "model.pt"
+    save_checkpoint(path, model, opt, iteration=7, config=TINY.to_dict(), extra={"note": "hi"})
+    assert os.listdir(path.parent) == ["model.pt"]  # no temp file left behind
+    fresh = TransformerLM(TINY)
+    fresh_opt = AdamW(fresh.parameters(), lr=1e-3)
+    payload = load_checkpoint(path, fresh, fresh_opt)
+    assert payload["iteration"] == 7 and payload["config"] == TINY.to_dict() and payload["extra"] == {"note": "hi"}
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    assert fresh_opt.state_dict()["state"][0]["exp_avg"].equal(opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=1)
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, opt, iteration=2)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.pt"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, damage):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=1)
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": os.urandom(500), "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        load_checkpoint(path, TransformerLM(TINY))
+
+
+def test_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    model, opt = _trained_pair()
+    foreign = tmp_path / "foreign.pt"
+    torch.save(model.state_dict(), foreign)
+    with pytest.raises(CheckpointError, match="is not a tinyformer checkpoint"):
+        load_checkpoint(foreign)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, None, iteration=1, config=TINY.to_dict())
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_checkpoint(path, TransformerLM(TINY.replace(d_model=32)))
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        load_checkpoint(path, TransformerLM(TINY), AdamW(model.parameters()))
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
