@@ -108,7 +108,10 @@ class Embedding(nn.Module):
                 raise ValueError(
                     f"unknown token id {bad}: this Embedding has ids 0..{self.num_embeddings - 1}"
                 )
-        return self.weight[token_ids.long()]  # (...) -> (..., d)
+        # index_select rather than weight[ids]: its backward adds the gradients of
+        # repeated ids in a fixed order on CPU, so training runs are bit-reproducible.
+        rows = torch.index_select(self.weight, 0, token_ids.reshape(-1).long())
+        return rows.view(*token_ids.shape, self.embedding_dim)  # (...) -> (..., d)
 
     def extra_repr(self) -> str:
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"

@@ -304,9 +304,10 @@ PRESETS: dict[str, TransformerConfig] = {
     "seed003-toy": TransformerConfig(
         vocab_size=384, context_length=128, d_model=64, n_layers=4, n_heads=4, d_ff=256, **_ORIGINAL
     ),
-    # The modern small decoder the book trains at build time (character-level).
+    # The modern small decoder the book trains at build time. vocab_size is a
+    # placeholder: training replaces it with the tokenizer's (63 characters for the KJV).
     "book-small": TransformerConfig(
-        vocab_size=96, context_length=128, d_model=128, n_layers=4, n_heads=4, d_ff=384
+        vocab_size=96, context_length=64, d_model=128, n_layers=4, n_heads=4, d_ff=384
     ),
 }
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""One entry point for maintainers; needs only Python 3.10+ to start.
+
+    python3 tasks.py build      set up .venv (pinned), then build the site strictly into _build/html
+    python3 tasks.py test       set up .venv (pinned), then run every test
+    python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
+    python3 tasks.py sync-toc   copy _toc.yml to book/_toc.yml
+    python3 tasks.py clean      remove _build/
+
+Set-up is skipped when .venv already matches pyproject.toml and constraints.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+BUILD = ROOT / "_build"
+HTML = BUILD / "html"
+STAMP = VENV / ".tinyformer-setup"
+TOC_HEADER = "# Generated from ../_toc.yml by `python3 tasks.py sync-toc`; edit that file, not this one.\n"
+
+
+def run(*cmd, **kwargs) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=kwargs.pop("cwd", ROOT), **kwargs)
+
+
+def _setup_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def setup() -> None:
+    """Create .venv and install tinyformer with the book and dev extras, pinned by constraints.txt."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
+    fingerprint = _setup_fingerprint()
+    if STAMP.exists() and STAMP.read_text() == fingerprint and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[book,dev]")
+    STAMP.write_text(fingerprint)
+
+
+def sync_toc() -> None:
+    text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    target = ROOT / "book" / "_toc.yml"
+    wanted = TOC_HEADER + text
+    if not target.exists() or target.read_text(encoding="utf-8") != wanted:
+        target.write_text(wanted, encoding="utf-8")
+        print(f"wrote {target.relative_to(ROOT)}")
+
+
+def build(clean: bool = False) -> None:
+    """Strict build: any Sphinx warning or cell error fails it."""
+    setup()
+    sync_toc()
+    if clean and HTML.exists():
+        shutil.rmtree(HTML)  # keep _build/.jupyter_cache: it is keyed on code and package hash
+    start = time.perf_counter()
+    run(BIN / "jupyter-book", "build", "book/", "-W", "--keep-going")
+    reports = HTML / "reports"
+    if reports.exists() and any(reports.iterdir()):
+        sys.exit(f"execution reports were written to {reports}: a cell failed")
+    print(f"built {HTML} in {time.perf_counter() - start:.1f} s")
+
+
+def test(pytest_args: list[str]) -> None:
+    setup()
+    sync_toc()
+    run(PY, "-m", "pytest", *pytest_args)
+
+
+def publish(remote: str, branch: str, push: bool) -> None:
+    """Build from scratch (no reports/, no pages left from an earlier layout), then publish."""
+    build(clean=True)
+    args = [BIN / "ghp-import", "-n", "-f", "-r", remote, "-b", branch, "-m", "Publish tinyformer site"]
+    if push:
+        args.append("-p")
+    run(*args, HTML)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="task", required=True)
+    sub.add_parser("setup")
+    p_build = sub.add_parser("build")
+    p_build.add_argument("--clean", action="store_true", help="delete _build/html first")
+    p_test = sub.add_parser("test")
+    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p_pub = sub.add_parser("publish")
+    p_pub.add_argument("--remote", default="origin")
+    p_pub.add_argument("--branch", default="gh-pages")
+    p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
+    sub.add_parser("sync-toc")
+    sub.add_parser("clean")
+    args = parser.parse_args()
+    if args.task == "setup":
+        setup()
+    elif args.task == "build":
+        build(clean=args.clean)
+    elif args.task == "test":
+        test(args.pytest_args)
+    elif args.task == "publish":
+        publish(args.remote, args.branch, push=not args.no_push)
+    elif args.task == "sync-toc":
+        sync_toc()
+    elif args.task == "clean":
+        shutil.rmtree(BUILD, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

