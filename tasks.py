@@ -103,21 +103,22 @@ def main() -> None:
     sub.add_parser("setup")
     p_build = sub.add_parser("build")
     p_build.add_argument("--clean", action="store_true", help="delete _build/html first")
-    p_test = sub.add_parser("test")
-    p_test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    sub.add_parser("test", help="extra arguments go to pytest")
     p_pub = sub.add_parser("publish")
     p_pub.add_argument("--remote", default="origin")
     p_pub.add_argument("--branch", default="gh-pages")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
     sub.add_parser("sync-toc")
     sub.add_parser("clean")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    if extra and args.task != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.task == "setup":
         setup()
     elif args.task == "build":
         build(clean=args.clean)
     elif args.task == "test":
-        test(args.pytest_args)
+        test(extra)
     elif args.task == "publish":
         publish(args.remote, args.branch, push=not args.no_push)
     elif args.task == "sync-toc":
@@ -127,4 +128,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode)

@@ -1,6 +1,7 @@
 """Sphinx glue for the tinyformer book (declared in _config.yml as a local extension).
 
-1. The theme: adds assets/css/style.css (the site's own look) to every page.
+1. The theme: adds assets/css/style.css (the site's own look) to every page,
+   and serves assets/vendor/ (MathJax) locally.
 2. No stale pages: jupyter-cache keys a notebook on its code cells only, so a
    change inside the tinyformer package would otherwise reuse old outputs.
    The execution cache lives in a folder named after a hash of the package,
@@ -14,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
+VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax)
 
 
 def _load_package_hash():
@@ -28,7 +30,7 @@ package_hash = _load_package_hash()
 
 
 def _config_inited(app, config):
-    config.html_static_path = [*config.html_static_path, str(CSS_DIR)]
+    config.html_static_path = [*config.html_static_path, str(CSS_DIR), str(VENDOR_DIR)]
     # Jupyter Book builds html_theme_options from _config.yml (launch buttons,
     # repository); add to it here rather than replace it from sphinx.config.
     config.html_theme_options = {**config.html_theme_options, "show_toc_level": 2}

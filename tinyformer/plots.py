@@ -96,19 +96,24 @@ def attention_heatmap(weights, query_labels=None, key_labels=None, title=None, a
 
 
 def attention_heads(weights, labels=None, titles=None, ncols=2, annotate=False, key_labels=None):
-    """Per-head panels ``(H, Tq, Tk)``, two to a row so each stays legible on a phone."""
+    """Per-head panels ``(H, Tq, Tk)``. Two to a row keeps tick labels legible on a phone;
+    four to a row (no labels) fits a whole layers x heads grid."""
     weights = _np(weights)
     H = weights.shape[0]
     ncols = min(ncols, H)
     nrows = int(np.ceil(H / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.5 * nrows + 0.3), squeeze=False)
+    panel = WIDTH / ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, panel * nrows * 1.05 + 0.3), squeeze=False)
     for h, ax in enumerate(axes.flat):
         if h >= H:
             ax.axis("off")
             continue
         _heatmap(ax, weights[h], labels, key_labels if key_labels is not None else labels, annotate)
-        ax.set_title(titles[h] if titles else f"head {h}", fontsize=12)
-        if labels is not None and len(labels) > 8:
+        ax.set_title(titles[h] if titles else f"head {h}", fontsize=12 if ncols <= 2 else 10)
+        if labels is None:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        elif len(labels) > 8:
             ax.tick_params(labelsize=8)
     return fig
 

@@ -36,7 +36,7 @@ from .training import (
     save_checkpoint,
 )
 
-__all__ = ["TrainConfig", "train", "ngram_baselines", "load_or_train", "package_hash", "prepare_data", "main"]
+__all__ = ["BOOK_RUN", "SEED003_GPU_RUN", "TrainConfig", "train", "ngram_baselines", "load_or_train", "package_hash", "prepare_data", "main"]
 
 
 @dataclass
@@ -79,6 +79,22 @@ class TrainConfig:
         if "betas" in data:
             data["betas"] = tuple(data["betas"])
         return cls(**data)
+
+
+# The run the book trains at build time (about a minute on 2 CPU cores): character-level
+# KJV, the modern book-small decoder. The training, sampling and inside-the-model
+# chapters all use this one definition.
+BOOK_RUN = TrainConfig(
+    preset="book-small", tokenizer="char", batch_size=32, max_steps=270, lr=3e-3, min_lr=3e-4,
+    warmup_steps=30, eval_interval=50, eval_batches=10,
+)
+
+# Seed 003's ~25M model, for a GPU: python -m tinyformer.train --config configs/seed003_gpu.json
+SEED003_GPU_RUN = TrainConfig(
+    preset="seed003-25m", tokenizer="bpe", bpe_vocab_size=6144, batch_size=64, max_steps=5000, lr=6e-4,
+    min_lr=6e-5, warmup_steps=200, eval_interval=250, eval_batches=20, checkpoint_interval=1000,
+    device="cuda", dtype="bfloat16", compile=True,
+)
 
 
 def load_corpus(spec: str) -> Corpus:
