@@ -48,6 +48,7 @@ def setup() -> None:
     """Create .venv and install tinyformer with the book and dev extras, pinned by constraints.txt."""
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
+    sync_toc()
     fingerprint = _setup_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint and PY.exists():
         return
@@ -60,6 +61,8 @@ def setup() -> None:
 
 
 def sync_toc() -> None:
+    """book/_toc.yml is a committed copy of _toc.yml: `jupyter-book build book/` looks for
+    the TOC only inside book/. tests/test_book.py fails when the copy is stale."""
     text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
     target = ROOT / "book" / "_toc.yml"
     wanted = TOC_HEADER + text
