@@ -85,9 +85,17 @@ def build(clean: bool = False) -> None:
     print(f"built {HTML} in {time.perf_counter() - start:.1f} s")
 
 
+AXE = ROOT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"
+
+
 def test(pytest_args: list[str]) -> None:
+    """Every test. The browser tests also need Debian's Chromium (/usr/bin/chromium) and
+    axe-core; axe-core is fetched here when npm is available, Chromium is up to you
+    (.ci/run installs it). Without them the browser tests are skipped."""
     setup()
     sync_toc()
+    if not AXE.exists() and shutil.which("npm"):
+        run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/.node", "axe-core@4.14.1")
     run(PY, "-m", "pytest", *pytest_args)
 
 

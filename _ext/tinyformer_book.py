@@ -5,7 +5,7 @@
 2. No stale pages: jupyter-cache keys a notebook on its code cells only, so a
    change inside the tinyformer package would otherwise reuse old outputs.
    The execution cache lives in a folder named after a hash of the package,
-   and every chapter is re-read when that hash changes.
+   and every chapter is re-read when the package or this extension changes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
+TEMPLATES_DIR = ROOT / "assets" / "templates"  # overrides of theme components (accessibility)
 VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax)
 
 
@@ -29,27 +30,58 @@ def _load_package_hash():
 package_hash = _load_package_hash()
 
 
+def _rendering_hash() -> str:
+    """The package plus this extension: an edit to either must re-render every page."""
+    return package_hash() + package_hash(Path(__file__).resolve().parent)
+
+
 def _config_inited(app, config):
     config.html_static_path = [*config.html_static_path, str(CSS_DIR), str(VENDOR_DIR)]
+    config.templates_path = [str(TEMPLATES_DIR), *config.templates_path]
     # Jupyter Book builds html_theme_options from _config.yml (launch buttons,
     # repository); add to it here rather than replace it from sphinx.config.
     config.html_theme_options = {**config.html_theme_options, "show_toc_level": 2}
+    # pydata's layout reads {{ default_mode }}, which sphinx-book-theme never sets: without it a
+    # first-time visitor's console shows "Got invalid theme mode: ." Follow the system setting.
+    config.html_context = {**config.html_context, "default_mode": "auto"}
     key = package_hash()
-    app.tinyformer_package_hash = key
     config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / f"tinyformer-{key}")
 
 
 def _outdated(app, env, added, changed, removed):
-    key = app.tinyformer_package_hash
+    key = _rendering_hash()
     previous = getattr(env, "tinyformer_package_hash", None)
     env.tinyformer_package_hash = key
     if previous is not None and previous != key:
-        return sorted(env.found_docs)  # the package changed: re-execute every chapter
+        return sorted(env.found_docs)  # package or extension changed: re-read (and, if the package changed, re-execute) all
     return []
+
+
+def _unique_scripts(app, pagename, templatename, context, doctree):
+    """sphinx-thebe registers its inline configuration once per read phase, so pages
+    could carry it twice ("Identifier 'THEBE_JS_URL' has already been declared")."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        # the same file or inline body, whatever priority it was registered with
+        # (inline scripts come with filename None or "", depending on who registered them)
+        key = (getattr(script, "filename", script) or "", getattr(script, "attributes", {}).get("body"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def _accessible_citations(app, pagename, templatename, context, doctree):
+    """docutils lists citations as role="list" with role="doc-biblioentry" children, a
+    deprecated role that axe-core does not accept as a list item (aria-required-children)."""
+    if "body" in context:
+        context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
 
 
 def setup(app):
     app.add_css_file("style.css")
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _outdated)
+    app.connect("html-page-context", _unique_scripts)
+    app.connect("html-page-context", _accessible_citations)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -84,7 +84,7 @@ def attention_heatmap(weights, query_labels=None, key_labels=None, title=None, a
     """One attention matrix ``(Tq, Tk)``: row i is query i's distribution over keys."""
     weights = _np(weights)
     n = max(weights.shape)
-    side = min(WIDTH, 1.6 + 0.5 * n)
+    side = min(WIDTH - 0.8, 1.6 + 0.5 * n)  # + 0.8 in for the colour bar
     fig, ax = plt.subplots(figsize=(side + 0.8, side))
     im = _heatmap(ax, weights, query_labels, key_labels if key_labels is not None else query_labels, annotate)
     ax.set_xlabel("key (attended to)")

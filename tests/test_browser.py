@@ -1,0 +1,225 @@
+"""The built site in a real browser, as readers see it: Debian's Chromium driven by Playwright.
+
+Every TOC page is loaded from a server on 127.0.0.1 at a phone (390x844) and a desktop
+(1280x900) viewport. Screenshots go to artifacts/screenshots/ (not committed).
+Needs /usr/bin/chromium (`apt-get install chromium`; never `playwright install`) and
+axe-core (`npm install --prefix tests/.node axe-core`); .ci/run installs both. Without
+them these tests are skipped, unless TINYFORMER_REQUIRE_BROWSER=1 makes that a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+import urllib.request
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlparse
+
+import pytest
+
+from site_build import HTML, ROOT, build_site, notebook_files, toc_files
+
+pytestmark = [pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "artifacts" / "screenshots"
+VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 900}}
+THEME = {"light": {"link": (11, 102, 208)}, "dark": {"link": (108, 180, 255)}}
+PAGES = toc_files()
+
+
+def _require(condition: bool, why: str) -> None:
+    if not condition:
+        if os.environ.get("TINYFORMER_REQUIRE_BROWSER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def server():
+    result = build_site()
+    assert result["returncode"] == 0, result["log"][-4000:]
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require(CHROMIUM.exists(), "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield b
+        b.close()
+
+
+class Visit:
+    """One page in one context, with everything that went wrong while loading it."""
+
+    def __init__(self, browser, url: str, viewport: dict, scheme: str = "light"):
+        self.context = browser.new_context(viewport=viewport, color_scheme=scheme)
+        self.page = self.context.new_page()
+        self.console_errors: list[str] = []
+        self.failed: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+        self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} (HTTP {r.status})"))
+        self.page.goto(url, wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+
+    def close(self):
+        self.context.close()
+
+
+def _luminance(rgb) -> float:
+    def channel(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg, bg) -> float:
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    return tuple(int(float(v)) for v in re.findall(r"[\d.]+", css)[:3])
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+@pytest.mark.parametrize("name", PAGES)
+def test_page_as_a_reader_sees_it(server, browser, name, viewport):
+    visit = Visit(browser, f"{server}{name}.html", VIEWPORTS[viewport])
+    page = visit.page
+    try:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}-{viewport}.png"), full_page=True)
+        assert not visit.console_errors, visit.console_errors
+        assert not visit.failed, visit.failed
+
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {viewport} width"
+
+        images = page.evaluate(
+            """() => [...document.querySelectorAll('article img')].map(i =>
+                   ({src: i.getAttribute('src'), w: i.naturalWidth, alt: (i.getAttribute('alt') || '').trim(),
+                     shown: i.getBoundingClientRect().width}))"""
+        )
+        for img in images:
+            assert img["w"] > 0, f"{name}: figure {img['src']} did not load"
+            assert img["alt"], f"{name}: figure {img['src']} has no alt text"
+            assert img["shown"] <= VIEWPORTS[viewport]["width"], f"{name}: {img['src']} wider than the screen"
+
+        if name in notebook_files():
+            expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/book/{name}.md"
+            assert page.locator(f'a[href="{expected}"]').count() >= 1, f"{name}: no Binder launch button"
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("scheme", sorted(THEME))
+@pytest.mark.parametrize("name", ["intro", "attention", "training"])
+def test_theme_and_contrast_in_light_and_dark(server, browser, name, scheme):
+    visit = Visit(browser, f"{server}{name}.html", VIEWPORTS["desktop"], scheme=scheme)
+    try:
+        page = visit.page
+        assert page.evaluate("document.documentElement.dataset.theme") == scheme
+        colors = page.evaluate(
+            """() => {
+                const p = document.querySelector('article p');
+                const link = document.querySelector('article p a, article a.reference');
+                return {text: getComputedStyle(p).color, link: getComputedStyle(link).color,
+                        bg: getComputedStyle(document.body).backgroundColor};
+            }"""
+        )
+        assert _rgb(colors["link"]) == THEME[scheme]["link"], f"theme link colour not applied: {colors}"
+        ratio = contrast(_rgb(colors["text"]), _rgb(colors["bg"]))
+        assert ratio >= 4.5, f"body text contrast {ratio:.2f} < 4.5 in {scheme} mode"
+        assert contrast(_rgb(colors["link"]), _rgb(colors["bg"])) >= 4.5
+    finally:
+        visit.close()
+
+
+def test_internal_links_and_anchors_resolve(server):
+    """Every internal href on every page points at a page that exists, and its #anchor is on it."""
+    cache: dict[str, str] = {}
+
+    def fetch(url: str) -> str:
+        if url not in cache:
+            with urllib.request.urlopen(url) as response:
+                cache[url] = response.read().decode("utf-8", errors="replace")
+        return cache[url]
+
+    broken = []
+    checked = 0
+    for name in PAGES:
+        page_url = f"{server}{name}.html"
+        for href in re.findall(r'href="([^"]+)"', fetch(page_url)):
+            target = urljoin(page_url, href.replace("&amp;", "&"))
+            if not target.startswith(server):
+                continue
+            base, anchor = urldefrag(target)
+            path = urlparse(base).path
+            if path.endswith((".css", ".js", ".ico", ".svg", ".png", ".woff", ".woff2", ".ipynb", ".md", ".inv")):
+                continue
+            checked += 1
+            try:
+                body = fetch(base)
+            except Exception as exc:  # noqa: BLE001 - report every broken link together
+                broken.append(f"{name}: {href} ({exc})")
+                continue
+            if anchor and not re.search(rf'id="{re.escape(anchor)}"', body):
+                broken.append(f"{name}: {href} (no #{anchor} on the page)")
+    assert checked > 100
+    assert not broken, "\n".join(broken)
+
+
+def test_site_search_finds_attention(server, browser):
+    visit = Visit(browser, f"{server}search.html?q=attention", VIEWPORTS["desktop"])
+    try:
+        visit.page.wait_for_selector("#search-results ul li, ul.search li", timeout=20_000)
+        hits = visit.page.locator("ul.search li").count()
+        assert hits >= 5, f"search for 'attention' found {hits} pages"
+        assert visit.page.locator("ul.search li a[href*='attention.html']").count() >= 1
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("scheme", sorted(THEME))
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+@pytest.mark.parametrize("name", PAGES)
+def test_accessibility_axe(server, browser, name, viewport, scheme):
+    _require(AXE.exists(), f"axe-core not found at {AXE} (npm install --prefix tests/.node axe-core)")
+    visit = Visit(browser, f"{server}{name}.html", VIEWPORTS[viewport], scheme=scheme)
+    try:
+        visit.page.add_script_tag(path=str(AXE))
+        violations = visit.page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+            ".map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))"
+        )
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not serious, "\n".join(f"{v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}" for v in serious)
+    finally:
+        visit.close()

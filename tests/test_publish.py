@@ -1,0 +1,36 @@
+"""`python3 tasks.py publish` builds clean and pushes _build/html to a gh-pages branch."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.book
+
+
+def git(*args, cwd, env=None):
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def test_publish_to_a_local_bare_repository(tmp_path):
+    bare = tmp_path / "site.git"
+    git("init", "--bare", "-q", str(bare), cwd=tmp_path)
+    # Publish from a scratch repository (GIT_DIR), so the test never touches this checkout's branches.
+    scratch = tmp_path / "scratch"
+    git("init", "-q", str(scratch), cwd=tmp_path)
+    stale = ROOT / "_build" / "html" / "stale-page-from-an-old-layout.html"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("old")
+    env = {**os.environ, "GIT_DIR": str(scratch / ".git"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tasks.py"), "publish", "--remote", str(bare)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = set(git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).split())
+    assert {".nojekyll", "intro.html", "attention.html", "_static/style.css"} <= files
+    assert not any(f.startswith("reports/") for f in files)
+    assert "stale-page-from-an-old-layout.html" not in files
+    assert not stale.exists()
