@@ -6,6 +6,7 @@ import io
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -225,7 +226,9 @@ def load_checkpoint(
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         data = path.read_bytes()
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file can make torch warn before it fails
+            warnings.simplefilter("ignore")
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
