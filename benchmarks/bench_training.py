@@ -20,7 +20,7 @@ from torch import nn
 from _common import print_table, write_json
 
 import tinyformer as tf
-from tinyformer.profiling import peak_memory_mib
+from tinyformer.profiling import peak_memory_mib, run_isolated
 
 
 class TorchReferenceLM(nn.Module):
@@ -48,6 +48,44 @@ class TorchReferenceLM(nn.Module):
         return self.head(self.norm(h))
 
 
+def make_variants(config: tf.TransformerConfig) -> dict:
+    return {
+        "tinyformer, from-scratch attention": lambda: tf.TransformerLM(config),
+        "tinyformer, fused attention": lambda: tf.TransformerLM(config.replace(attn_impl="fused")),
+        "PyTorch modules (reference)": lambda: TorchReferenceLM(config),
+    }
+
+
+def make_step(model, x, y, device="cpu", autocast=None, compile_model=False):
+    step_model = torch.compile(model) if compile_model else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with autocast or contextlib.nullcontext():
+            loss = nn.functional.cross_entropy(step_model(x).float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    return step
+
+
+def cpu_peak_memory(config_dict: dict, batch: int) -> dict:
+    """Extra peak MiB of one training step per variant (after a warm-up step, so the
+    optimizer state exists). Run through run_isolated: a fresh process, threshold pinned."""
+    config = tf.TransformerConfig.from_dict(config_dict)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, config.vocab_size, (batch, config.context_length), generator=g)
+    y = torch.randint(0, config.vocab_size, (batch, config.context_length), generator=g)
+    peaks = {}
+    for name, make in make_variants(config).items():
+        torch.manual_seed(0)
+        peaks[name] = peak_memory_mib(make_step(make(), x, y))
+    return peaks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -64,32 +102,17 @@ def main() -> None:
     config = tf.TransformerConfig(vocab_size=512, context_length=args.context, d_model=args.d_model,
                                   n_layers=args.layers, n_heads=args.heads, positions="learned", norm="layer",
                                   norm_position="pre", ffn="gelu", bias=True)
-    variants = {
-        "tinyformer, from-scratch attention": lambda: tf.TransformerLM(config),
-        "tinyformer, fused attention": lambda: tf.TransformerLM(config.replace(attn_impl="fused")),
-        "PyTorch modules (reference)": lambda: TorchReferenceLM(config),
-    }
+    variants = make_variants(config)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, config.vocab_size, (args.batch, args.context), generator=g).to(args.device)
     y = torch.randint(0, config.vocab_size, (args.batch, args.context), generator=g).to(args.device)
-    autocast = (torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16) if args.dtype == "bfloat16"
-                else contextlib.nullcontext())
+    autocast = torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16) if args.dtype == "bfloat16" else None
+    cpu_peaks = None if args.device.startswith("cuda") else run_isolated(cpu_peak_memory, config.to_dict(), args.batch)
     rows = []
     for name, make in variants.items():
         torch.manual_seed(0)
         model = make().to(args.device)
-        step_model = torch.compile(model) if args.compile else model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step():
-            with autocast:
-                loss = nn.functional.cross_entropy(step_model(x).float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-
+        step = make_step(model, x, y, args.device, autocast, args.compile)
         for _ in range(2):  # warm-up (and compilation)
             step()
         start = time.perf_counter()
@@ -101,14 +124,14 @@ def main() -> None:
             step()
             peak = torch.cuda.max_memory_allocated() / 2**20
         else:
-            peak = peak_memory_mib(step)
-        rows.append({"variant": name, "ms/step": 1000 * seconds, "tokens/s": x.numel() / seconds, "peak MiB": peak,
+            peak = cpu_peaks[name]
+        rows.append({"variant": name, "ms/step": 1000 * seconds, "tokens/s": x.numel() / seconds, "peak extra MiB": peak,
                      "parameters": tf.count_parameters(model)})
     base = rows[0]["tokens/s"]
     for r in rows:
         r["speed vs scratch"] = r["tokens/s"] / base
     print(f"config: {config}\nbatch {args.batch} x {args.context} tokens, {args.dtype}, compile={args.compile}\n")
-    print_table(rows, ["variant", "ms/step", "tokens/s", "speed vs scratch", "peak MiB", "parameters"])
+    print_table(rows, ["variant", "ms/step", "tokens/s", "speed vs scratch", "peak extra MiB", "parameters"])
     write_json("training", "python benchmarks/bench_training.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (False, None)),
         {"config": config.to_dict(), "batch": args.batch, "dtype": args.dtype, "compile": args.compile, "rows": rows})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import re
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["time_call", "peak_memory_mib", "machine_info"]
+__all__ = ["time_call", "pin_mmap_threshold", "peak_memory_mib", "run_isolated", "attention_peak_memory", "machine_info"]
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -26,6 +27,24 @@ def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
     return statistics.median(times)
 
 
+_M_MMAP_THRESHOLD = -3
+
+
+def pin_mmap_threshold() -> None:
+    """Pin glibc's mmap threshold at 128 KiB, for memory measurements.
+
+    By default the threshold rises after large frees; big blocks then come from the heap
+    and stay resident once freed, so later peaks hide in memory that is already resident.
+    Pinned, every tensor above 128 KiB is mmap-ed and returned on free. Call it before the
+    process allocates anything large (see run_isolated); it slows allocation-heavy code, so
+    time things in a process where it was never called.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: measurements may undercount reused memory
+
+
 def _status_bytes(key: str) -> int:
     with open("/proc/self/status") as f:
         return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
@@ -35,8 +54,9 @@ def peak_memory_mib(fn: Callable[[], object], warmup: bool = True) -> float:
     """Extra resident memory (MiB) at the peak of ``fn()``, above what was resident before.
 
     Linux only: resets the process's high-water mark through /proc/self/clear_refs and reads
-    VmHWM afterwards. CPU tensors large enough to matter are mmap-ed and returned to the OS on
-    free, so the high-water mark sees each allocation. A warm-up call first keeps one-off
+    VmHWM afterwards. Accurate in a process that called :func:`pin_mmap_threshold` before its
+    first large allocation (run_isolated does both): then tensors above 128 KiB are mmap-ed and
+    returned on free, and the high-water mark sees each one. A warm-up call first keeps one-off
     allocations (thread pools, kernels) out of the number.
     """
     if not os.path.exists("/proc/self/clear_refs"):
@@ -48,6 +68,37 @@ def peak_memory_mib(fn: Callable[[], object], warmup: bool = True) -> float:
     before = _status_bytes("VmRSS")
     fn()
     return max(0, _status_bytes("VmHWM") - before) / 2**20
+
+
+def _pinned_call(func, args):
+    pin_mmap_threshold()
+    return func(*args)
+
+
+def run_isolated(func, *args):
+    """``func(*args)`` in a fresh (spawned) Python process with the mmap threshold pinned,
+    for memory measurements that earlier work in this process cannot distort. ``func`` must
+    be importable (defined in a module, not in a notebook cell)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_pinned_call, (func, args))
+
+
+def attention_peak_memory(lengths, batch: int, heads: int, d_head: int) -> tuple[list[float], list[float]]:
+    """Extra peak MiB of one causal attention call, written out vs fused, for each length.
+    Meant for run_isolated."""
+    import torch.nn.functional as F
+
+    from .attention import causal_mask, scaled_dot_product_attention
+
+    naive, fused = [], []
+    for T in lengths:
+        q, k, v = (torch.randn(batch, heads, T, d_head) for _ in range(3))
+        mask = causal_mask(T)
+        naive.append(peak_memory_mib(lambda: scaled_dot_product_attention(q, k, v, mask)))
+        fused.append(peak_memory_mib(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+    return naive, fused
 
 
 def machine_info() -> dict:
