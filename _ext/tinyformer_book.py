@@ -4,8 +4,9 @@
    and serves assets/vendor/ (MathJax) locally.
 2. No stale pages: jupyter-cache keys a notebook on its code cells only, so a
    change inside the tinyformer package would otherwise reuse old outputs.
-   The execution cache lives in a folder named after a hash of the package,
-   and every chapter is re-read when the package or this extension changes.
+   The execution cache lives in a folder named after a hash of the package and of
+   benchmarks/results/ (which a chapter reads), and every chapter is re-read when
+   either, or this extension, changes.
 """
 
 from __future__ import annotations
@@ -28,11 +29,19 @@ def _load_package_hash():
 
 
 package_hash = _load_package_hash()
+RESULTS_DIR = ROOT / "benchmarks" / "results"  # read by the "Making it fast" chapter
+
+
+def execution_key() -> str:
+    """What chapter outputs depend on besides their own code: the package and the committed
+    benchmark results."""
+    results = package_hash(RESULTS_DIR)[:8] if RESULTS_DIR.is_dir() else "none"
+    return f"{package_hash()}-{results}"
 
 
 def _rendering_hash() -> str:
     """The package plus this extension: an edit to either must re-render every page."""
-    return package_hash() + package_hash(Path(__file__).resolve().parent)
+    return execution_key() + package_hash(Path(__file__).resolve().parent)
 
 
 def _config_inited(app, config):
@@ -44,7 +53,7 @@ def _config_inited(app, config):
     # pydata's layout reads {{ default_mode }}, which sphinx-book-theme never sets: without it a
     # first-time visitor's console shows "Got invalid theme mode: ." Follow the system setting.
     config.html_context = {**config.html_context, "default_mode": "auto"}
-    key = package_hash()
+    key = execution_key()
     config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / f"tinyformer-{key}")
 
 
