@@ -76,6 +76,19 @@ def _split_on_specials(text: str, pattern) -> Iterator[tuple[str, bool]]:
             yield part, i % 2 == 1  # split() puts captured specials at odd indices
 
 
+def _merge_pair(tokens: list[int], a: int, b: int, new_id: int) -> list[int]:
+    """Replace every non-overlapping occurrence of the pair (a, b), left to right, by new_id."""
+    merged, i = [], 0
+    while i < len(tokens):
+        if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(tokens[i])
+            i += 1
+    return merged
+
+
 class CharTokenizer:
     """One token per character, with the vocabulary taken from a training text.
 
@@ -237,14 +250,7 @@ class BPETokenizer:
                 for old in zip(tokens, tokens[1:]):
                     pair_counts[old] -= n
                     changed.add(old)
-                merged, i = [], 0
-                while i < len(tokens):
-                    if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
-                        merged.append(new_id)
-                        i += 2
-                    else:
-                        merged.append(tokens[i])
-                        i += 1
+                merged = _merge_pair(tokens, a, b, new_id)
                 words[w] = merged
                 for new in zip(merged, merged[1:]):
                     pair_counts[new] += n
@@ -283,15 +289,7 @@ class BPETokenizer:
             if rank == _NO_MERGE:
                 break
             (a, b), new_id = self.merges[rank], self.first_merge_id + rank
-            merged, i = [], 0
-            while i < len(tokens):
-                if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
-                    merged.append(new_id)
-                    i += 2
-                else:
-                    merged.append(tokens[i])
-                    i += 1
-            tokens = merged
+            tokens = _merge_pair(tokens, a, b, new_id)
         result = tuple(tokens)
         if len(self._cache) > 200_000:  # bound memory on huge, diverse inputs
             self._cache.clear()
