@@ -47,3 +47,57 @@ def test_train_val_split_is_contiguous():
     assert train.tolist() == list(range(90)) and val.tolist() == list(range(90, 100))
     with pytest.raises(ValueError, match="val_fraction must be in"):
         train_val_split(np.arange(10), 1.5)
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """Serve tmp_path/www on 127.0.0.1 (a random port) for the download tests."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_checks_the_pin_and_caches(local_server, tmp_path):
+    import hashlib
+
+    from tinyformer.data import download_text
+
+    www, base = local_server
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 100
+    (www / "input.txt").write_text(text, encoding="utf-8")
+    pin = hashlib.sha256(text.encode()).hexdigest()
+    corpus = download_text(base + "input.txt", pin, cache_dir=tmp_path / "cache")
+    assert corpus.text == text and corpus.sha256 == pin
+    (www / "input.txt").unlink()  # served from the cache from now on
+    assert download_text(base + "input.txt", pin, cache_dir=tmp_path / "cache").text == text
+
+
+def test_download_rejects_content_that_is_not_the_pinned_one(local_server, tmp_path):
+    from tinyformer.data import download_text
+
+    www, base = local_server
+    (www / "input.txt").write_text("tampered", encoding="utf-8")
+    with pytest.raises(ValueError, match="returned content with sha256 .*, expected 0{64}; not saved"):
+        download_text(base + "input.txt", "0" * 64, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    with pytest.raises(ConnectionError, match="could not download"):
+        download_text(base + "missing.txt", "0" * 64, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="sha256 must be 64 lowercase hex digits"):
+        download_text(base + "input.txt", "abc", cache_dir=tmp_path / "cache")
+
+
+def test_tiny_shakespeare_needs_a_pin():
+    from tinyformer.data import load_tiny_shakespeare
+
+    with pytest.raises(ValueError, match="no pinned sha256"):
+        load_tiny_shakespeare()

@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import hashlib
 import re
+import os
 import sqlite3
+import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Corpus", "load_kjv", "load_text_file", "train_val_split", "KJV_DB_SHA256"]
+__all__ = [
+    "Corpus",
+    "load_kjv",
+    "load_text_file",
+    "download_text",
+    "load_tiny_shakespeare",
+    "train_val_split",
+    "KJV_DB_SHA256",
+    "TINY_SHAKESPEARE_URL",
+]
 
 KJV_DB_SHA256 = "d92d001be66ba686e2c363b3c0a2360ee41960da246aaba4c86db655a017886d"
 _VERSE_NUMBER = re.compile(r"\s*\b\d+:\d+\s+")
@@ -104,6 +117,56 @@ def load_text_file(path: str | Path, name: str | None = None) -> Corpus:
     if not text:
         raise ValueError(f"{path} is empty")
     return Corpus(name=name or path.name, text=text, source=str(path), licence="as stated by its owner")
+
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+# Not pinned yet: the file could not be fetched to record its hash where this was written
+# (no internet). Record it once with `sha256sum input.txt` and set it here.
+TINY_SHAKESPEARE_SHA256: str | None = None
+
+
+def _data_cache() -> Path:
+    return Path(os.environ.get("TINYFORMER_CACHE", Path.home() / ".cache" / "tinyformer")) / "data"
+
+
+def download_text(url: str, sha256: str, name: str | None = None, cache_dir: str | Path | None = None,
+                  timeout: float = 30.0) -> Corpus:
+    """Fetch a UTF-8 text once, check it against a pinned sha256, cache it, and load it.
+
+    The cached copy is named after its hash, so a cached file is always the pinned content;
+    a download whose hash differs is rejected and nothing is saved.
+    """
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits, got {sha256!r}")
+    cache = Path(cache_dir) if cache_dir is not None else _data_cache()
+    path = cache / f"{sha256}.txt"
+    if not (path.is_file() and _sha256_file(path) == sha256):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                data = response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectionError(f"could not download {url}: {exc}") from exc
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise ValueError(f"{url} returned content with sha256 {actual}, expected {sha256}; not saved")
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return Corpus(name=name or url.rsplit("/", 1)[-1], text=path.read_text(encoding="utf-8"), source=url,
+                  licence="as stated by its source")
+
+
+def load_tiny_shakespeare(sha256: str | None = TINY_SHAKESPEARE_SHA256, cache_dir: str | Path | None = None) -> Corpus:
+    """Karpathy's Tiny Shakespeare (about 1.1M characters; the plays are public domain), for
+    readers who are online. Downloaded once, checked against ``sha256``, then cached."""
+    if sha256 is None:
+        raise ValueError(
+            "Tiny Shakespeare has no pinned sha256 in this version of tinyformer: pass sha256=... "
+            "(run `sha256sum` on a copy you trust), or use the offline default load_kjv()"
+        )
+    return download_text(TINY_SHAKESPEARE_URL, sha256, name="Tiny Shakespeare", cache_dir=cache_dir)
 
 
 def train_val_split(tokens, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
