@@ -73,8 +73,7 @@ def sync_toc() -> None:
 
 def build(clean: bool = False) -> None:
     """Strict build: any Sphinx warning or cell error fails it."""
-    setup()
-    sync_toc()
+    setup()  # also syncs book/_toc.yml
     if clean and HTML.exists():
         shutil.rmtree(HTML)  # keep _build/.jupyter_cache: it is keyed on code and package hash
     start = time.perf_counter()
@@ -92,8 +91,7 @@ def test(pytest_args: list[str]) -> None:
     """Every test. The browser tests also need Debian's Chromium (/usr/bin/chromium) and
     axe-core; axe-core is fetched here when npm is available, Chromium is up to you
     (.ci/run installs it). Without them the browser tests are skipped."""
-    setup()
-    sync_toc()
+    setup()  # also syncs book/_toc.yml
     if not AXE.exists() and shutil.which("npm"):
         run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/.node", "axe-core@4.14.1")
     run(PY, "-m", "pytest", *pytest_args)

@@ -59,8 +59,8 @@ def _config_inited(app, config):
 
 def _outdated(app, env, added, changed, removed):
     key = _rendering_hash()
-    previous = getattr(env, "tinyformer_package_hash", None)
-    env.tinyformer_package_hash = key
+    previous = getattr(env, "tinyformer_rendering_hash", None)
+    env.tinyformer_rendering_hash = key
     if previous is not None and previous != key:
         return sorted(env.found_docs)  # package or extension changed: re-read (and, if the package changed, re-execute) all
     return []

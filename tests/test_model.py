@@ -4,6 +4,7 @@ from torch import nn
 
 from tinyformer.attention import causal_mask
 from tinyformer.model import (
+    ORIGINAL_ARCHITECTURE,
     PRESETS,
     Decoder,
     Encoder,
@@ -19,7 +20,6 @@ from conftest import randomize_
 from test_blocks import load_decoder_layer, load_encoder_layer
 
 SMALL = TransformerConfig(vocab_size=50, context_length=16, d_model=32, n_layers=2, n_heads=4)
-ORIGINAL = dict(positions="sinusoidal", norm="layer", norm_position="post", ffn="relu", bias=True)
 
 
 def test_lm_output_shape_and_weights():
@@ -126,7 +126,7 @@ def test_unknown_preset_lists_choices():
 
 
 def test_encoder_and_decoder_stacks_match_torch_stacks():
-    config = TransformerConfig(vocab_size=30, context_length=12, d_model=16, n_layers=2, n_heads=4, d_ff=32, **ORIGINAL)
+    config = TransformerConfig(vocab_size=30, context_length=12, d_model=16, n_layers=2, n_heads=4, d_ff=32, **ORIGINAL_ARCHITECTURE)
     model = randomize_(EncoderDecoder(config), scale=0.3)
     enc_layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True)
     dec_layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True)

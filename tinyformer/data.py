@@ -28,6 +28,7 @@ __all__ = [
     "download_text",
     "load_tiny_shakespeare",
     "train_val_split",
+    "default_cache_dir",
     "KJV_DB_SHA256",
     "TINY_SHAKESPEARE_URL",
 ]
@@ -125,8 +126,9 @@ TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/mast
 TINY_SHAKESPEARE_SHA256: str | None = None
 
 
-def _data_cache() -> Path:
-    return Path(os.environ.get("TINYFORMER_CACHE", Path.home() / ".cache" / "tinyformer")) / "data"
+def default_cache_dir() -> Path:
+    """Where tinyformer keeps downloads and trained runs: $TINYFORMER_CACHE or ~/.cache/tinyformer."""
+    return Path(os.environ.get("TINYFORMER_CACHE", Path.home() / ".cache" / "tinyformer"))
 
 
 def download_text(url: str, sha256: str, name: str | None = None, cache_dir: str | Path | None = None,
@@ -138,7 +140,7 @@ def download_text(url: str, sha256: str, name: str | None = None, cache_dir: str
     """
     if not re.fullmatch(r"[0-9a-f]{64}", sha256 or ""):
         raise ValueError(f"sha256 must be 64 lowercase hex digits, got {sha256!r}")
-    cache = Path(cache_dir) if cache_dir is not None else _data_cache()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "data"
     path = cache / f"{sha256}.txt"
     if not (path.is_file() and _sha256_file(path) == sha256):
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import EncoderDecoder, TransformerConfig
+from .model import ORIGINAL_ARCHITECTURE, EncoderDecoder, TransformerConfig
 from .training import AdamW, clip_grad_norm, cosine_lr_schedule, cross_entropy
 
 __all__ = ["BOS", "reversal_batch", "train_reversal", "greedy_decode", "sequence_accuracy"]
@@ -30,7 +30,7 @@ def default_config(length: int) -> TransformerConfig:
     """The original architecture, small: post-LN, sinusoidal positions, ReLU FFN."""
     return TransformerConfig(
         vocab_size=VOCAB_SIZE, context_length=length, d_model=64, n_layers=2, n_heads=4, d_ff=128,
-        positions="sinusoidal", norm="layer", norm_position="post", ffn="relu", bias=True,
+        **ORIGINAL_ARCHITECTURE,
     )
 
 

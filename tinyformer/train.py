@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._hash import package_hash
-from .data import Corpus, load_kjv, load_text_file, train_val_split
+from .data import Corpus, default_cache_dir, load_kjv, load_text_file, train_val_split
 from .model import TransformerConfig, TransformerLM, count_parameters, preset
 from .tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
 from .training import (
@@ -101,15 +101,22 @@ def load_corpus(spec: str) -> Corpus:
     return load_kjv() if spec == "kjv" else load_text_file(spec)
 
 
-def prepare_data(cfg: TrainConfig):
-    """Corpus -> tokenizer -> (train tokens, val tokens), all deterministic."""
-    corpus = load_corpus(cfg.corpus)
+def _make_tokenizer(cfg: TrainConfig, text: str):
     if cfg.tokenizer == "char":
-        tokenizer = CharTokenizer.from_text(corpus.text)
-    elif cfg.tokenizer == "bpe":
-        tokenizer = BPETokenizer.train(corpus.text, cfg.bpe_vocab_size)
-    else:
-        raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}: expected 'char' or 'bpe'")
+        return CharTokenizer.from_text(text)
+    if cfg.tokenizer == "bpe":
+        return BPETokenizer.train(text, cfg.bpe_vocab_size)
+    raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}: expected 'char' or 'bpe'")
+
+
+def prepare_data(cfg: TrainConfig, tokenizer=None):
+    """Corpus -> tokenizer -> (train tokens, val tokens), all deterministic.
+
+    Pass ``tokenizer`` to reuse one already trained for this config instead of training it again.
+    """
+    corpus = load_corpus(cfg.corpus)
+    if tokenizer is None:
+        tokenizer = _make_tokenizer(cfg, corpus.text)
     tokens = np.asarray(tokenizer.encode(corpus.text), dtype=np.int32)
     train_tokens, val_tokens = train_val_split(tokens, cfg.val_fraction)
     return corpus, tokenizer, train_tokens, val_tokens
@@ -276,25 +283,21 @@ def _write_log(out: Path, log: dict) -> None:
     os.replace(tmp, out / "log.csv")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("TINYFORMER_CACHE", Path.home() / ".cache" / "tinyformer"))
-
-
 def load_or_train(cfg: TrainConfig, progress: bool = True) -> dict:
     """The book's trained model: loaded from the cache if this exact config and package
     version were trained before, trained (deterministically) otherwise."""
     key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode() + package_hash().encode()).hexdigest()[:16]
-    out = cache_dir() / f"run-{key}"
-    data = prepare_data(cfg)
+    out = default_cache_dir() / f"run-{key}"
     if (out / "result.json").exists() and (out / "checkpoint.pt").exists():
-        corpus, tokenizer, train_tokens, val_tokens = data
-        model = TransformerLM(TransformerConfig.from_dict(load_checkpoint(out / "checkpoint.pt")["config"]))
-        load_checkpoint(out / "checkpoint.pt", model)
+        corpus, tokenizer, train_tokens, val_tokens = prepare_data(cfg, load_tokenizer(out / "tokenizer.json"))
+        payload = load_checkpoint(out / "checkpoint.pt")
+        model = TransformerLM(TransformerConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["model"])  # same file, so the config always fits
         model.eval()
         saved = json.loads((out / "result.json").read_text())
         return {
             "model": model,
-            "tokenizer": load_tokenizer(out / "tokenizer.json"),
+            "tokenizer": tokenizer,
             "corpus": corpus,
             "train_tokens": train_tokens,
             "val_tokens": val_tokens,
@@ -304,7 +307,7 @@ def load_or_train(cfg: TrainConfig, progress: bool = True) -> dict:
             "parameters": saved["parameters"],
             "final_val_loss": saved["final_val_loss"],
         }
-    result = train(cfg, out_dir=out, progress=progress, data=data)
+    result = train(cfg, out_dir=out, progress=progress)
     result["model"].eval()
     return result
 
