@@ -7,12 +7,24 @@
    The execution cache lives in a folder named after a hash of the package and of
    benchmarks/results/ (which a chapter reads), and every chapter is re-read when
    either, or this extension, changes.
+3. Claims (tinyformer/book/claims.py): kernels started by the build know they are in the
+   build and which chapter they run (environment variables), and record every claim and
+   figure description there. This extension writes each figure's alt text and caption from
+   those records and collects every claim into _build/html/claims.json.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from pathlib import Path
+
+from docutils import nodes
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
@@ -54,7 +66,63 @@ def _config_inited(app, config):
     # first-time visitor's console shows "Got invalid theme mode: ." Follow the system setting.
     config.html_context = {**config.html_context, "default_mode": "auto"}
     key = execution_key()
-    config.nb_execution_cache_path = str(Path(app.outdir).parent / ".jupyter_cache" / f"tinyformer-{key}")
+    cache = Path(app.outdir).parent / ".jupyter_cache"
+    config.nb_execution_cache_path = str(cache / f"tinyformer-{key}")
+    # Claims are recorded by the kernels when a chapter executes, so they live beside the
+    # execution cache under the same key: a cached chapter keeps the claims it made when it ran.
+    app.tinyformer_claims_dir = cache / f"tinyformer-{key}-claims"
+    os.environ["TINYFORMER_BOOK_BUILD"] = "1"  # read by tinyformer.book.page.in_book_build()
+    os.environ["TINYFORMER_CLAIMS_DIR"] = str(app.tinyformer_claims_dir)
+
+
+def _source_read(app, docname, source):
+    """Sphinx reads one document at a time and myst-nb executes it while reading: the kernel
+    it starts inherits this variable and so knows which chapter it runs."""
+    os.environ["TINYFORMER_CHAPTER"] = docname
+
+
+def _records(app, docname: str) -> list[dict]:
+    path = app.tinyformer_claims_dir / f"{docname}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _describe_figures(app, doctree):
+    """Alt text and captions written by the chapter's code (describe_figure), from the same data
+    as the picture, replace what the cell metadata says."""
+    docname = app.env.docname
+    figures = {r["name"]: r for r in _records(app, docname) if r["kind"] == "figure"}
+    found = set()
+    for figure in doctree.findall(nodes.figure):
+        name = next((n for n in figure["names"] + figure["ids"] if n in figures), None)
+        if name is None:
+            continue
+        found.add(name)
+        record = figures[name]
+        for image in figure.findall(nodes.image):
+            image["alt"] = record["alt"]
+        if record.get("caption"):
+            for caption in figure.findall(nodes.caption):
+                caption.children = [nodes.Text(record["caption"])]
+    for name in sorted(set(figures) - found):
+        logger.warning(f"describe_figure({name!r}) in {docname}: no figure with that name on the page",
+                       location=docname)
+
+
+def _write_claims(app, exception):
+    if exception is not None or app.builder.name != "html":
+        return
+    claims, figures = [], []
+    for docname in sorted(app.env.found_docs):
+        for record in _records(app, docname):
+            (claims if record["kind"] == "claim" else figures).append(record)
+    failed = [c for c in claims if not c["held"]]
+    out = Path(app.outdir) / "claims.json"
+    out.write_text(json.dumps({"claims": claims, "figures": figures}, indent=1, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    if failed:  # a failing claim raises in its cell first; this catches a record from a lax run
+        raise ExtensionError(f"{len(failed)} claims do not hold, e.g. {failed[0]['chapter']}: {failed[0]['text']!r}")
 
 
 def _outdated(app, env, added, changed, removed):
@@ -90,6 +158,9 @@ def _accessible_citations(app, pagename, templatename, context, doctree):
 def setup(app):
     app.add_css_file("style.css")
     app.connect("config-inited", _config_inited)
+    app.connect("source-read", _source_read)
+    app.connect("doctree-read", _describe_figures)
+    app.connect("build-finished", _write_claims)
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)

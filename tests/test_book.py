@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -98,8 +99,58 @@ def test_launch_button_opens_this_chapter_in_binder(site, name):
         assert (ROOT / path).is_file(), f"launch URL names {path}, which is not in the repository"
 
 
-def test_cell_errors_fail_the_build(tmp_path):
-    """A chapter whose cell raises must fail the strict build (not publish a traceback)."""
+def test_claims_json_lists_every_chapters_claims_all_held(site):
+    """Every chapter with computed content states at least 4 claims that its own output checks."""
+    data = json.loads((HTML / "claims.json").read_text(encoding="utf-8"))
+    claims = data["claims"]
+    assert all({"chapter", "text", "values", "held"} <= set(c) for c in claims)
+    assert all(c["held"] is True for c in claims), [c for c in claims if not c["held"]]
+    per_chapter = {name: [c for c in claims if c["chapter"] == name] for name in CHAPTERS}
+    thin = {name: len(found) for name, found in per_chapter.items() if len(found) < 4}
+    assert not thin, f"chapters with fewer than 4 checked claims: {thin}"
+    assert len({(c["chapter"], c["text"]) for c in claims}) == len(claims), "a claim is stated twice"
+
+
+def test_figure_descriptions_from_data_reach_the_page(site):
+    """describe_figure() alt text and captions replace what the cell metadata says."""
+    figures = json.loads((HTML / "claims.json").read_text(encoding="utf-8"))["figures"]
+    assert figures, "no figure is described from its data"
+    for record in figures:
+        html = page(record["chapter"])
+        alts = [img.get("alt", "") for img in html.select("figure img")]
+        assert record["alt"] in alts, f"{record['chapter']}: alt text of {record['name']} not on the page"
+        if record["caption"]:
+            captions = [c.get_text(" ", strip=True) for c in html.select("figure figcaption")]
+            assert any(record["caption"] in c for c in captions), f"{record['chapter']}: caption of {record['name']}"
+
+
+# One symbol per quantity (the cheat sheet's table): spellings the book has retired.
+RETIRED = {
+    r"\bd_k\b|d_\{k\}": "the head width is d_head",
+    r"\bDh\b|\bd_h\b|d_\{h\}": "the head width is d_head",
+    r"\\sqrt\{d\}|sqrt\(d\)": "write the head width as d_head, not a bare d",
+    r"[Tt]emperature \$?T\b|softmax\(z ?/ ?T\)|logits ?/ ?T\b": "the temperature is tau; T is the sequence length",
+}
+
+
+@pytest.mark.parametrize("name", toc_files())
+def test_chapters_use_one_notation(name):
+    text = (ROOT / "book" / f"{name}.md").read_text(encoding="utf-8")
+    if name == "cheatsheet":  # it names the retired spellings once, to explain them
+        text = text.split("One symbol per quantity", 1)[0]
+    for pattern, why in RETIRED.items():
+        found = re.findall(pattern, text)
+        assert not found, f"{name}.md uses {found[:3]} ({why})"
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("1 / 0", ["ZeroDivisionError"]),
+    ("from tinyformer.book.claims import claim\nclaim('six times seven is 41', 6 * 7 == 41, product=6 * 7)",
+     ["ClaimFailed", "six times seven is 41", "product=42"]),
+], ids=["raising-cell", "false-claim"])
+def test_cell_errors_and_false_claims_fail_the_build(tmp_path, cell, expected):
+    """A chapter whose cell raises, or whose claim its output refutes, must fail the strict build
+    (not publish a traceback or a false sentence), and say why."""
     import shutil
     import subprocess
     import sys
@@ -113,8 +164,9 @@ def test_cell_errors_fail_the_build(tmp_path):
     (book / "references.bib").write_text((ROOT / "book" / "references.bib").read_text())
     (book / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
     header = (ROOT / "book" / "intro.md").read_text().split("---\n", 2)[1]
-    (book / "intro.md").write_text(f"---\n{header}---\n# Broken\n\n```{{code-cell}} ipython3\n1 / 0\n```\n")
+    (book / "intro.md").write_text(f"---\n{header}---\n# Broken\n\n```{{code-cell}} ipython3\n{cell}\n```\n")
     jb = Path(sys.executable).parent / "jupyter-book"
     proc = subprocess.run([str(jb), "build", "book/", "-W", "--keep-going"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "ZeroDivisionError" in proc.stdout + proc.stderr
+    for text in expected:
+        assert text in proc.stdout + proc.stderr, text

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._hash import package_hash
+from ._hash import library_hash, package_hash
 from .data import Corpus, default_cache_dir, load_kjv, load_text_file, train_val_split
 from .model import TransformerConfig, TransformerLM, count_parameters, preset
 from .tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
@@ -286,7 +286,7 @@ def _write_log(out: Path, log: dict) -> None:
 def load_or_train(cfg: TrainConfig, progress: bool = True) -> dict:
     """The book's trained model: loaded from the cache if this exact config and package
     version were trained before, trained (deterministically) otherwise."""
-    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode() + package_hash().encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode() + library_hash().encode()).hexdigest()[:16]
     out = default_cache_dir() / f"run-{key}"
     if (out / "result.json").exists() and (out / "checkpoint.pt").exists():
         corpus, tokenizer, train_tokens, val_tokens = prepare_data(cfg, load_tokenizer(out / "tokenizer.json"))
