@@ -82,6 +82,34 @@ def test_chapter_has_objectives_figure_check_and_exercises(site, name):
     )
 
 
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_the_teaching_scaffolding(site, name):
+    """Where we are (links back and forward), key takeaways, self-check with hidden answers,
+    discussion questions: the parts a reader and a reading group lean on."""
+    html = page(name)
+    roadmap = html.select_one(".admonition.roadmap")
+    assert roadmap, f"{name}: no 'Where we are' roadmap"
+    linked = {a["href"].split("#")[0].removesuffix(".html") for a in roadmap.select("a.reference.internal")}
+    order = [c for c in CHAPTERS]
+    i = order.index(name)
+    neighbours = set(order[max(0, i - 1):i] + order[i + 1:i + 2])
+    assert linked & neighbours, f"{name}: the roadmap links to none of {sorted(neighbours)} (found {sorted(linked)})"
+    takeaways = html.find(id="key-takeaways")
+    assert takeaways and 3 <= len(takeaways.select("li")) <= 5, f"{name}: 'Key takeaways' needs 3 to 5 bullets"
+    self_check = html.find(id="self-check")
+    assert self_check and self_check.select("details"), f"{name}: no self-check with hidden answers"
+    assert html.find(id="discussion-questions"), f"{name}: no discussion questions"
+
+
+# The chapters with a classic pitfall show it in a "Common mistakes" box.
+PITFALLS = ["tokens", "attention", "masks", "multihead", "normalization", "language_model", "training", "sampling"]
+
+
+@pytest.mark.parametrize("name", PITFALLS)
+def test_chapter_names_its_common_mistakes(site, name):
+    assert page(name).select(".admonition.mistakes"), f"{name}: no 'Common mistakes' box"
+
+
 @pytest.mark.parametrize("name", toc_files())
 def test_theme_css_is_linked(site, name):
     links = [link.get("href", "") for link in page(name).select("link[rel=stylesheet]")]

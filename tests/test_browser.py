@@ -132,6 +132,23 @@ def test_page_as_a_reader_sees_it(server, browser, name, viewport):
             assert img["alt"], f"{name}: figure {img['src']} has no alt text"
             assert img["shown"] <= VIEWPORTS[viewport]["width"], f"{name}: {img['src']} wider than the screen"
 
+        # Inline code wraps inside its box (a long name in an admonition was cut off at 390 px).
+        clipped = page.evaluate(
+            """() => [...document.querySelectorAll('article code')].filter(c => !c.closest('pre, .highlight, .cell_output'))
+                   .filter(c => { const box = c.closest('.admonition, p, li, td, dd') || c.parentElement;
+                                  return c.getBoundingClientRect().right > box.getBoundingClientRect().right + 1; })
+                   .map(c => c.textContent.slice(0, 60))"""
+        )
+        assert not clipped, f"{name}: inline code runs past its box at {viewport} width: {clipped[:3]}"
+
+        # One search field: the header's button and the sidebar's field must not both show.
+        searches = page.evaluate(
+            """() => [...document.querySelectorAll('.search-button-field, form.bd-search, .sidebar-primary-item form[role=search]')]
+                   .filter(e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
+                                  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'; }).length"""
+        )
+        assert searches <= 1, f"{name}: {searches} search fields visible at {viewport} width"
+
         if name in notebook_files():
             expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/book/{name}.md"
             assert page.locator(f'a[href="{expected}"]').count() >= 1, f"{name}: no Binder launch button"
