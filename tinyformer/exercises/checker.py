@@ -214,7 +214,8 @@ def _tensor_difference(component: Component, case: Case, expected: torch.Tensor,
         return []
     index = tuple(bad.nonzero()[0].tolist())
     e, g = expected[index].item(), got[index].item()
-    lines = [f"first difference at {_fmt_index(index)}: expected {e:.6g}, got {g:.6g}"]
+    where = f"first difference at {_fmt_index(index)}: " if index else ""
+    lines = [f"{where}expected {e:.6g}, got {g:.6g}"]
     if got.dtype != torch.bool:
         finite = torch.isfinite(got)
         if not finite.all():
@@ -321,7 +322,7 @@ def evaluate(component: Component, impl, expected: list[dict] | None = None) -> 
             lines = _difference(component, case, want, got)
             if lines:
                 mistakes = _matching_mistakes(component, cases, outputs)
-                details = [f"case: {case.label}", *(f"vs {who}: {line}" for line in lines)]
+                details = [f"case: {case.label}", f"vs {who}: {lines[0]}", *(f"  {line}" for line in lines[1:])]
                 hints = {m.title: m.hint for m in component.mistakes}
                 details += [f"looks like: {m}. Hint: {hints[m]}" for m in mistakes]
                 return Result(name, "fail", f"wrong on {case.label}", details, mistakes)
