@@ -96,6 +96,17 @@ def test_detector_fires_on_its_own_mistake_only(component, mistake):
     assert f"looks like: {mistake.title}" in text and "Hint:" in text
 
 
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_has_a_classic_mistake_the_checker_names(chapter):
+    name, impl = wrong.CLASSIC[chapter]
+    component = find_component(name)
+    assert component.chapter == chapter
+    out = io.StringIO()
+    report = check(impl, name, out=out)
+    assert not report.passed and len(report[name].mistakes) == 1
+    assert f"looks like: {report[name].mistakes[0]}" in out.getvalue()
+
+
 def test_rope_convention_is_the_librarys_adjacent_pairs():
     """The exercise teaches tinyformer's convention: pairs (x[2i], x[2i+1]); halves is the mistake."""
     from tinyformer.exercises.solutions.positions import rope

@@ -348,7 +348,7 @@ def _capture(job) -> Result:
             result = job()
         except _Timeout:
             raise
-        except BaseException as exc:  # the checker itself must never take the run down
+        except (Exception, SystemExit) as exc:  # the checker itself must never take the run down
             result = Result("?", "error", f"raised {type(exc).__name__}: {exc}{_where(exc)}".replace("\n", " "))
     result.output = buffer.getvalue()
     return result
@@ -403,7 +403,7 @@ def _run_limited(job, label: str, timeout: float, isolate: bool) -> Result:
             return Result(label, "timeout", f"timed out after {timeout:g} s (an infinite loop?)")
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            signal.signal(signal.SIGALRM, previous or signal.SIG_DFL)
     return _capture(job)
 
 

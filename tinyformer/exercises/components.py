@@ -22,7 +22,10 @@ from tinyformer.tokenizer import _merge_pair
 
 from . import mistakes as wrong
 
-CHAPTERS = ("tokens", "positions", "attention", "masks", "multihead", "normalization", "language_model", "training", "sampling")
+# The book's chapters that have exercises, in reading order (the names of the starter files).
+CHAPTERS = (
+    "tokens", "positions", "attention", "masks", "multihead", "normalization", "language_model", "training", "sampling",
+)
 
 
 @dataclass
@@ -261,6 +264,11 @@ def _mha_pytorch(case, ref):
     return torch_mha(x, x, x, need_weights=False, **kwargs)[0]
 
 
+def _mha_tinyformer(case, ref):
+    mask = case.args[1] if len(case.args) > 1 else None
+    return ref(case.args[0], mask=mask)
+
+
 def _swiglu_cases():
     g = _gen(7)
     return [
@@ -286,6 +294,14 @@ def _norm_cases():
     ]
 
 
+def _layer_norm_pytorch(case, ref):
+    return F.layer_norm(case.args[0], ref.weight.shape, ref.weight, ref.bias, ref.eps)
+
+
+def _rms_norm_pytorch(case, ref):
+    return F.rms_norm(case.args[0], ref.weight.shape, ref.weight, ref.eps)
+
+
 def _block_cases():
     g = _gen(9)
     return [
@@ -295,7 +311,9 @@ def _block_cases():
 
 
 def _tinyformer_block(d_model, n_heads, d_ff):
-    return tf.TransformerBlock(d_model, n_heads, d_ff, causal=True, norm="rms", norm_position="pre", ffn="swiglu", bias=False)
+    return tf.TransformerBlock(
+        d_model, n_heads, d_ff, causal=True, norm="rms", norm_position="pre", ffn="swiglu", bias=False
+    )
 
 
 # --------------------------------------------------------------- language model
@@ -372,6 +390,11 @@ def _next_token_cases():
     ]
 
 
+def _next_token_pytorch(case):
+    logits, token_ids = case.args
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), token_ids[:, 1:].flatten())
+
+
 def _adamw_cases():
     g = _gen(13)
     return [
@@ -399,7 +422,9 @@ def _run_adamw(impl, case):
     for step, grad in enumerate(grads, start=1):
         returned = impl(param, grad, exp_avg, exp_avg_sq, step, **case.kwargs)
         if not (isinstance(returned, tuple) and len(returned) == 3 and all(isinstance(t, torch.Tensor) for t in returned)):
-            raise _WrongReturn(f"adamw_step returned {_describe(returned)}; expected a tuple of 3 tensors (param, exp_avg, exp_avg_sq)")
+            raise _WrongReturn(
+                f"adamw_step returned {_describe(returned)}; expected a tuple of 3 tensors (param, exp_avg, exp_avg_sq)"
+            )
         param, exp_avg, exp_avg_sq = returned
         trajectory.append(param)
     return torch.stack(trajectory)
@@ -456,163 +481,328 @@ _FLOAT32_TABLES = {torch.float32: 1e-5, torch.float64: 1e-6}  # tinyformer keeps
 _DEEP = {torch.float32: 1e-4, torch.float64: 1e-6}  # many layers; sinusoidal table in float32
 
 COMPONENTS: list[Component] = [
+    # --- tokens
     Component(
         "count_pairs", "tokens", "function", _count_pairs_cases,
-        {"collections.Counter": lambda case: dict(Counter(zip(case.args[0], case.args[0][1:])))},
-        [Mistake("the last pair is not counted", "a sequence of T ids has T - 1 adjacent pairs: loop over range(len(ids) - 1)", wrong.count_pairs_misses_last_pair)],
+        references={"collections.Counter": lambda case: dict(Counter(zip(case.args[0], case.args[0][1:])))},
+        mistakes=[
+            Mistake(
+                "the last pair is not counted",
+                "a sequence of T ids has T - 1 adjacent pairs: loop over range(len(ids) - 1)",
+                wrong.count_pairs_misses_last_pair,
+            ),
+        ],
     ),
     Component(
         "merge_pair", "tokens", "function", _merge_pair_cases,
-        {"tinyformer": lambda case: _merge_pair(case.args[0], *case.args[1], case.args[2])},
-        [Mistake("only the first occurrence is merged", "keep scanning after a merge: every non-overlapping occurrence, left to right", wrong.merge_pair_first_only)],
+        references={"tinyformer": lambda case: _merge_pair(case.args[0], *case.args[1], case.args[2])},
+        mistakes=[
+            Mistake(
+                "only the first occurrence is merged",
+                "keep scanning after a merge: every non-overlapping occurrence, left to right",
+                wrong.merge_pair_first_only,
+            ),
+        ],
     ),
+    # --- positions
     Component(
         "sinusoidal_positions", "positions", "function", _sinusoidal_cases,
-        {"tinyformer": lambda case: tf.sinusoidal_positional_encoding(*case.args)},
-        [
-            Mistake("positions off by one", "the first token is at position 0: torch.arange(T), not arange(1, T + 1)", wrong.sinusoidal_positions_off_by_one),
-            Mistake("sines and cosines in halves instead of interleaved", "sin goes in the even columns (0::2), cos in the odd ones (1::2)", wrong.sinusoidal_positions_halves),
+        references={"tinyformer": lambda case: tf.sinusoidal_positional_encoding(*case.args)},
+        mistakes=[
+            Mistake(
+                "positions off by one",
+                "the first token is at position 0: torch.arange(T), not arange(1, T + 1)",
+                wrong.sinusoidal_positions_off_by_one,
+            ),
+            Mistake(
+                "sines and cosines in halves instead of interleaved",
+                "sin goes in the even columns (0::2), cos in the odd ones (1::2)",
+                wrong.sinusoidal_positions_halves,
+            ),
         ],
         atol={torch.float32: 1e-6},
     ),
     Component(
         "rope", "positions", "function", _rope_cases,
-        {"tinyformer": _tinyformer_rope},
-        [
-            Mistake("RoPE on halves instead of adjacent pairs", "the book rotates (x[2i], x[2i+1]): x[..., 0::2] and x[..., 1::2], not the two halves of d_head", wrong.rope_halves),
-            Mistake("positions off by one", "rotate by the token's own position p (the first token by 0)", wrong.rope_positions_off_by_one),
+        references={"tinyformer": _tinyformer_rope},
+        mistakes=[
+            Mistake(
+                "RoPE on halves instead of adjacent pairs",
+                "the book rotates (x[2i], x[2i+1]): x[..., 0::2] and x[..., 1::2], not the two halves of d_head",
+                wrong.rope_halves,
+            ),
+            Mistake(
+                "positions off by one",
+                "rotate by the token's own position p (the first token by 0)",
+                wrong.rope_positions_off_by_one,
+            ),
         ],
         atol=_FLOAT32_TABLES,
     ),
+    # --- attention
     Component(
         "softmax", "attention", "function", _softmax_cases,
-        {"tinyformer": _call(tf.softmax), "PyTorch": lambda case: torch.softmax(case.args[0], dim=case.kwargs.get("dim", -1))},
-        [
-            Mistake("softmax without subtracting the max (overflows at large inputs)", "subtract x.amax(dim, keepdim=True) before exp()", wrong.softmax_no_max_shift),
-            Mistake("softmax over the wrong axis", "normalise along the `dim` you are given", wrong.softmax_ignores_dim),
+        references={
+            "tinyformer": _call(tf.softmax),
+            "PyTorch": lambda case: torch.softmax(case.args[0], dim=case.kwargs.get("dim", -1)),
+        },
+        mistakes=[
+            Mistake(
+                "softmax without subtracting the max (overflows at large inputs)",
+                "subtract x.amax(dim, keepdim=True) before exp()",
+                wrong.softmax_no_max_shift,
+            ),
+            Mistake(
+                "softmax over the wrong axis",
+                "normalise along the `dim` you are given",
+                wrong.softmax_ignores_dim,
+            ),
         ],
     ),
     Component(
         "scaled_dot_product_attention", "attention", "function", _attention_cases,
-        {"tinyformer": _call(tf.scaled_dot_product_attention), "PyTorch": _call(F.scaled_dot_product_attention)},
-        [
-            Mistake("scores not divided by √d_head", "divide q @ k^T by math.sqrt(q.shape[-1])", wrong.attention_unscaled),
-            Mistake("softmax over the wrong axis", "each query's row of scores is one distribution over the keys: softmax(dim=-1)", wrong.attention_softmax_over_queries),
+        references={"tinyformer": _call(tf.scaled_dot_product_attention), "PyTorch": _call(F.scaled_dot_product_attention)},
+        mistakes=[
+            Mistake(
+                "scores not divided by √d_head",
+                "divide q @ k^T by math.sqrt(q.shape[-1])",
+                wrong.attention_unscaled,
+            ),
+            Mistake(
+                "softmax over the wrong axis",
+                "each query's row of scores is one distribution over the keys: softmax(dim=-1)",
+                wrong.attention_softmax_over_queries,
+            ),
         ],
     ),
+    # --- masks
     Component(
         "causal_mask", "masks", "function", _causal_mask_cases,
-        {
+        references={
             "tinyformer": _call(tf.causal_mask),
             "torch.tril": lambda case: torch.ones(case.args[0], case.args[-1]).tril(case.args[-1] - case.args[0]).bool(),
         },
-        [
-            Mistake("mask polarity inverted", "True means *may attend* here (as in F.scaled_dot_product_attention); nn.MultiheadAttention uses the opposite", wrong.causal_mask_inverted),
-            Mistake("the diagonal is masked", "a token may attend to itself: j <= i, not j < i", wrong.causal_mask_no_diagonal),
-            Mistake("non-square mask not shifted", "with k_len > q_len the queries are the last q_len positions: shift the diagonal by k_len - q_len", wrong.causal_mask_unshifted),
+        mistakes=[
+            Mistake(
+                "mask polarity inverted",
+                "True means *may attend* here (as in F.scaled_dot_product_attention); "
+                "nn.MultiheadAttention uses the opposite",
+                wrong.causal_mask_inverted,
+            ),
+            Mistake(
+                "the diagonal is masked",
+                "a token may attend to itself: j <= i, not j < i",
+                wrong.causal_mask_no_diagonal,
+            ),
+            Mistake(
+                "non-square mask not shifted",
+                "with k_len > q_len the queries are the last q_len positions: shift the diagonal by k_len - q_len",
+                wrong.causal_mask_unshifted,
+            ),
         ],
         out_dtype=torch.bool,
     ),
     Component(
         "masked_attention", "masks", "function", _masked_attention_cases,
-        {"tinyformer": _call(tf.scaled_dot_product_attention), "PyTorch": _masked_attention_pytorch},
-        [
-            Mistake("mask polarity inverted", "mask is True where attention is *allowed*: fill ~mask with -inf", wrong.masked_attention_inverted),
-            Mistake("mask applied after softmax", "set the scores to -inf before the softmax, so the allowed weights still sum to 1", wrong.masked_attention_after_softmax),
+        references={"tinyformer": _call(tf.scaled_dot_product_attention), "PyTorch": _masked_attention_pytorch},
+        mistakes=[
+            Mistake(
+                "mask polarity inverted",
+                "mask is True where attention is *allowed*: fill ~mask with -inf",
+                wrong.masked_attention_inverted,
+            ),
+            Mistake(
+                "mask applied after softmax",
+                "set the scores to -inf before the softmax, so the allowed weights still sum to 1",
+                wrong.masked_attention_after_softmax,
+            ),
         ],
     ),
+    # --- multihead
     Component(
         "MultiHeadAttention", "multihead", "class", _mha_cases,
-        {"tinyformer": lambda case, ref: ref(case.args[0], mask=case.args[1] if len(case.args) > 1 else None), "PyTorch nn.MultiheadAttention": _mha_pytorch},
-        [
-            Mistake("heads split with view(B, H, T, d_head)", "view as (B, T, H, d_head), then transpose(1, 2): each head must get its own d_head columns of every token", wrong.MultiHeadAttentionWrongSplit),
-            Mistake("scores divided by √D instead of √d_head", "each head's dot products have d_head terms: divide by math.sqrt(d_head)", wrong.MultiHeadAttentionScaledByD),
+        references={"tinyformer": _mha_tinyformer, "PyTorch nn.MultiheadAttention": _mha_pytorch},
+        mistakes=[
+            Mistake(
+                "heads split with view(B, H, T, d_head)",
+                "view as (B, T, H, d_head), then transpose(1, 2): each head must get its own d_head columns "
+                "of every token",
+                wrong.MultiHeadAttentionWrongSplit,
+            ),
+            Mistake(
+                "scores divided by √D instead of √d_head",
+                "each head's dot products have d_head terms: divide by math.sqrt(d_head)",
+                wrong.MultiHeadAttentionScaledByD,
+            ),
         ],
         reference_module=_seeded_module(lambda D, H: tf.MultiHeadAttention(D, H)),
     ),
     Component(
         "SwiGLU", "multihead", "class", _swiglu_cases,
-        {"tinyformer": None, "PyTorch (F.linear, F.silu)": _swiglu_pytorch},
-        [Mistake("SwiGLU gate and value swapped", "silu goes on the gate w1(x); the value w3(x) is left linear", wrong.SwiGLUSwapped)],
+        references={"tinyformer": None, "PyTorch (F.linear, F.silu)": _swiglu_pytorch},
+        mistakes=[
+            Mistake(
+                "SwiGLU gate and value swapped",
+                "silu goes on the gate w1(x); the value w3(x) is left linear",
+                wrong.SwiGLUSwapped,
+            ),
+        ],
         reference_module=_seeded_module(lambda D, d_ff: tf.SwiGLU(D, d_ff)),
     ),
+    # --- normalization
     Component(
         "LayerNorm", "normalization", "class", _norm_cases,
-        {"tinyformer": None, "PyTorch F.layer_norm": lambda case, ref: F.layer_norm(case.args[0], ref.weight.shape, ref.weight, ref.bias, ref.eps)},
-        [
-            Mistake("LayerNorm with the unbiased variance", "x.var() divides by D - 1; LayerNorm divides by D: use ((x - mean)**2).mean(-1) or var(unbiased=False)", wrong.LayerNormUnbiased),
-            Mistake("LayerNorm without ε inside the root", "sqrt(var + eps), not sqrt(var) + eps", wrong.LayerNormEpsOutsideRoot),
+        references={"tinyformer": None, "PyTorch F.layer_norm": _layer_norm_pytorch},
+        mistakes=[
+            Mistake(
+                "LayerNorm with the unbiased variance",
+                "x.var() divides by D - 1; LayerNorm divides by D: use ((x - mean)**2).mean(-1) "
+                "or x.var(-1, unbiased=False)",
+                wrong.LayerNormUnbiased,
+            ),
+            Mistake(
+                "LayerNorm without ε inside the root",
+                "sqrt(var + eps), not sqrt(var) + eps",
+                wrong.LayerNormEpsOutsideRoot,
+            ),
         ],
         reference_module=_seeded_module(lambda D: tf.LayerNorm(D)),
     ),
     Component(
         "RMSNorm", "normalization", "class", _norm_cases,
-        {"tinyformer": None, "PyTorch F.rms_norm": lambda case, ref: F.rms_norm(case.args[0], ref.weight.shape, ref.weight, ref.eps)},
-        [Mistake("RMSNorm subtracting the mean", "RMSNorm divides x itself by its root mean square; it does not centre x", wrong.RMSNormSubtractsMean)],
+        references={"tinyformer": None, "PyTorch F.rms_norm": _rms_norm_pytorch},
+        mistakes=[
+            Mistake(
+                "RMSNorm subtracting the mean",
+                "RMSNorm divides x itself by its root mean square; it does not centre x",
+                wrong.RMSNormSubtractsMean,
+            ),
+        ],
         reference_module=_seeded_module(lambda D: tf.RMSNorm(D)),
     ),
     Component(
         "TransformerBlock", "normalization", "class", _block_cases,
-        {"tinyformer": None},
-        [
-            Mistake("post-norm instead of pre-norm", "normalise the sublayer's input: x + f(norm(x)), not norm(x + f(x))", wrong.TransformerBlockPostNorm),
-            Mistake("no causal mask in the block", "pass a causal mask to self-attention: a decoder must not see later tokens", wrong.TransformerBlockNoCausalMask),
+        references={"tinyformer": None},
+        mistakes=[
+            Mistake(
+                "post-norm instead of pre-norm",
+                "normalise the sublayer's input: x + f(norm(x)), not norm(x + f(x))",
+                wrong.TransformerBlockPostNorm,
+            ),
+            Mistake(
+                "no causal mask in the block",
+                "pass a causal mask to self-attention: a decoder must not see later tokens",
+                wrong.TransformerBlockNoCausalMask,
+            ),
         ],
         atol=_DEEP,
         reference_module=_seeded_module(_tinyformer_block),
     ),
+    # --- language model
     Component(
         "TransformerLM", "language_model", "class", _lm_cases,
-        {"tinyformer": None},
-        [
-            Mistake("no final norm before the LM head", "pre-norm blocks leave the residual stream unnormalised: apply final_norm before lm_head", wrong.TransformerLMNoFinalNorm),
-            Mistake("positions not added", "add sinusoidal_positions(...)[:T] to the token embeddings", wrong.TransformerLMNoPositions),
+        references={"tinyformer": None},
+        mistakes=[
+            Mistake(
+                "no final norm before the LM head",
+                "pre-norm blocks leave the residual stream unnormalised: apply final_norm before lm_head",
+                wrong.TransformerLMNoFinalNorm,
+            ),
+            Mistake(
+                "positions not added",
+                "add sinusoidal_positions(...)[:T] to the token embeddings",
+                wrong.TransformerLMNoPositions,
+            ),
         ],
         atol=_DEEP,
         reference_module=_seeded_module(_tinyformer_lm),
         param_names=_lm_names,
     ),
+    # --- training
     Component(
         "cross_entropy", "training", "function", _ce_cases,
-        {"tinyformer": _call(tf.cross_entropy), "PyTorch F.cross_entropy": _pytorch_ce},
-        [
-            Mistake("cross-entropy without the log-sum-exp shift (overflows at large logits)", "logsumexp(x) = m + log(sum(exp(x - m))) with m = max(x)", wrong.cross_entropy_no_shift),
-            Mistake("log of softmax (underflows to log 0 at large logits)", "compute log-probabilities as x_y - logsumexp(x), never log(softmax(x))", wrong.cross_entropy_log_of_softmax),
+        references={"tinyformer": _call(tf.cross_entropy), "PyTorch F.cross_entropy": _pytorch_ce},
+        mistakes=[
+            Mistake(
+                "cross-entropy without the log-sum-exp shift (overflows at large logits)",
+                "logsumexp(x) = m + log(sum(exp(x - m))) with m = max(x)",
+                wrong.cross_entropy_no_shift,
+            ),
+            Mistake(
+                "log of softmax (underflows to log 0 at large logits)",
+                "compute log-probabilities as x_y - logsumexp(x), never log(softmax(x))",
+                wrong.cross_entropy_log_of_softmax,
+            ),
         ],
     ),
     Component(
         "next_token_loss", "training", "function", _next_token_cases,
-        {
+        references={
             "tinyformer": lambda case: tf.cross_entropy(case.args[0][:, :-1], case.args[1][:, 1:]),
-            "PyTorch F.cross_entropy": lambda case: F.cross_entropy(case.args[0][:, :-1].flatten(0, 1), case.args[1][:, 1:].flatten()),
+            "PyTorch F.cross_entropy": _next_token_pytorch,
         },
-        [
-            Mistake("targets not shifted", "position t predicts token t + 1: logits[:, :-1] against token_ids[:, 1:]", wrong.next_token_loss_unshifted),
-            Mistake("targets shifted the wrong way", "logits[:, :-1] against token_ids[:, 1:], not logits[:, 1:] against token_ids[:, :-1]", wrong.next_token_loss_shifted_backwards),
+        mistakes=[
+            Mistake(
+                "targets not shifted",
+                "position t predicts token t + 1: logits[:, :-1] against token_ids[:, 1:]",
+                wrong.next_token_loss_unshifted,
+            ),
+            Mistake(
+                "targets shifted the wrong way",
+                "logits[:, :-1] against token_ids[:, 1:], not logits[:, 1:] against token_ids[:, :-1]",
+                wrong.next_token_loss_shifted_backwards,
+            ),
         ],
     ),
     Component(
         "adamw_step", "training", "function", _adamw_cases,
-        {"tinyformer AdamW": _optimizer_reference(tf.AdamW), "PyTorch torch.optim.AdamW": _optimizer_reference(torch.optim.AdamW)},
-        [
-            Mistake("AdamW folding decay into the gradient (L2, i.e. Adam, not decoupled)", "decay the parameter itself, param * (1 - lr * weight_decay), and leave grad alone", wrong.adamw_step_l2),
-            Mistake("Adam without bias correction", "divide m by 1 - b1**step and v by 1 - b2**step (step counts from 1)", wrong.adamw_step_no_bias_correction),
+        references={
+            "tinyformer AdamW": _optimizer_reference(tf.AdamW),
+            "PyTorch torch.optim.AdamW": _optimizer_reference(torch.optim.AdamW),
+        },
+        mistakes=[
+            Mistake(
+                "AdamW folding decay into the gradient (L2, i.e. Adam, not decoupled)",
+                "decay the parameter itself, param * (1 - lr * weight_decay), and leave grad alone",
+                wrong.adamw_step_l2,
+            ),
+            Mistake(
+                "Adam without bias correction",
+                "divide m by 1 - b1**step and v by 1 - b2**step (step counts from 1)",
+                wrong.adamw_step_no_bias_correction,
+            ),
         ],
         atol={torch.float32: 1e-6, torch.float64: 1e-10},
         run=_run_adamw,
     ),
+    # --- sampling
     Component(
         "top_k_distribution", "sampling", "function", _top_k_cases,
-        {"tinyformer": _tinyformer_sampling("top_k")},
-        [Mistake("top-k not renormalised", "after zeroing the others, divide the k kept probabilities by their sum (or mask logits with -inf before the softmax)", wrong.top_k_not_renormalised)],
+        references={"tinyformer": _tinyformer_sampling("top_k")},
+        mistakes=[
+            Mistake(
+                "top-k not renormalised",
+                "after zeroing the others, divide the k kept probabilities by their sum "
+                "(or mask the logits with -inf before the softmax)",
+                wrong.top_k_not_renormalised,
+            ),
+        ],
         atol=_SAMPLING_ATOL,
     ),
     Component(
         "top_p_distribution", "sampling", "function", _top_p_cases,
-        {"tinyformer": _tinyformer_sampling("top_p")},
-        [
-            Mistake("top-p keeping the token that crosses p out instead of in", "keep a token when the mass of the tokens *before* it is < p: cumsum - probs < p", wrong.top_p_crossing_token_out),
-            Mistake("top-p not renormalised", "divide the kept probabilities by their sum", wrong.top_p_not_renormalised),
+        references={"tinyformer": _tinyformer_sampling("top_p")},
+        mistakes=[
+            Mistake(
+                "top-p keeping the token that crosses p out instead of in",
+                "keep a token when the mass of the tokens *before* it is < p: cumsum - probs < p",
+                wrong.top_p_crossing_token_out,
+            ),
+            Mistake(
+                "top-p not renormalised",
+                "divide the kept probabilities by their sum",
+                wrong.top_p_not_renormalised,
+            ),
         ],
         atol=_SAMPLING_ATOL,
     ),

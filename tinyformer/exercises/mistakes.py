@@ -325,3 +325,18 @@ def top_p_not_renormalised(logits, p, temperature=1.0):
     sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
     keep_sorted = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < p
     return probs * torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+
+
+# One classic mistake per chapter, for the book's hidden cell:
+#     name, wrong = CLASSIC[chapter];  check(wrong, name)
+CLASSIC = {
+    "tokens": ("merge_pair", merge_pair_first_only),
+    "positions": ("rope", rope_halves),
+    "attention": ("scaled_dot_product_attention", attention_unscaled),
+    "masks": ("masked_attention", masked_attention_after_softmax),
+    "multihead": ("MultiHeadAttention", MultiHeadAttentionWrongSplit),
+    "normalization": ("LayerNorm", LayerNormUnbiased),
+    "language_model": ("TransformerLM", TransformerLMNoFinalNorm),
+    "training": ("next_token_loss", next_token_loss_unshifted),
+    "sampling": ("top_p_distribution", top_p_crossing_token_out),
+}
