@@ -320,6 +320,18 @@ def test_bad_reader_files_cost_one_line_each_and_the_run_goes_on(tmp_path, capsy
     assert "not yet implemented" in line["masks.causal_mask"]
 
 
+def test_check_dir_in_process_reads_the_files_afresh(tmp_path):
+    """Without fork (isolate=False) the reader's modules are unloaded after each check."""
+    init(tmp_path, ["attention"], out=io.StringIO())
+    report = check_dir(tmp_path, "attention", isolate=False, quiet=True)
+    assert [r.status for r in report.results] == ["todo", "todo"]
+    shutil.copy(SOLUTIONS / "attention.py", tmp_path / "attention.py")
+    assert check_dir(tmp_path, "attention", isolate=False, quiet=True).passed
+    assert not (tmp_path / "__pycache__").exists()  # the reader's folder holds only their files
+    result = check_dir(tmp_path, "masks", isolate=False, quiet=True).results[0]
+    assert result.status == "missing" and "masks.py not found" in result.summary
+
+
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["check", str(tmp_path / "nowhere")])

@@ -420,6 +420,8 @@ def _load_from_dir(directory: Path, component: Component):
     package.__path__ = [str(directory)]
     sys.modules[_READER_PACKAGE] = package
     sys.path.insert(0, str(directory))  # `from multihead import SwiGLU` works too
+    importlib.invalidate_caches()  # files written since the last check (in this process)
+    write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in their folder
     try:
         module = importlib.import_module(f"{_READER_PACKAGE}.{component.chapter}")
     except SyntaxError as exc:
@@ -429,15 +431,20 @@ def _load_from_dir(directory: Path, component: Component):
         raise _Problem("todo", "not yet implemented") from None
     except Exception as exc:
         raise _Problem("error", f"importing {path.name} raised {type(exc).__name__}: {exc}{_where(exc)}") from None
+    finally:
+        sys.dont_write_bytecode = write_bytecode
     if not hasattr(module, component.name):
         what = "class" if component.kind == "class" else "function"
         raise _Problem("missing", f"{path.name} has no {what} named {component.name!r}")
     return getattr(module, component.name)
 
 
-def _forget_reader_modules() -> None:
-    for name in [n for n in sys.modules if n == _READER_PACKAGE or n.startswith(_READER_PACKAGE + ".")]:
-        del sys.modules[name]
+def _forget_reader_modules(directory: Path) -> None:
+    """Unload the reader's files, so the next check (in this process) reads them afresh."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None) or ""
+        if name == _READER_PACKAGE or name.startswith(_READER_PACKAGE + ".") or path.startswith(str(directory) + os.sep):
+            del sys.modules[name]
 
 
 def _dir_job(directory: Path, component: Component):
@@ -445,16 +452,16 @@ def _dir_job(directory: Path, component: Component):
 
     def job() -> Result:
         try:
-            impl = _load_from_dir(directory, component)
-        except _Problem as exc:
-            return Result(component.qualname, exc.status, exc.message)
-        finally:
-            if sys.path[:1] == [str(directory)]:
-                sys.path.pop(0)
-        try:
+            try:
+                impl = _load_from_dir(directory, component)
+            except _Problem as exc:
+                return Result(component.qualname, exc.status, exc.message)
+            finally:
+                if sys.path[:1] == [str(directory)]:
+                    sys.path.pop(0)
             return evaluate(component, impl, expected)
         finally:
-            _forget_reader_modules()
+            _forget_reader_modules(directory)
 
     return job
 
