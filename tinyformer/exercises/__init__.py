@@ -18,6 +18,7 @@ wrong versions the checker recognises in :mod:`tinyformer.exercises.mistakes`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .checker import DEFAULT_TIMEOUT, Report, Result, check, check_dir, diagnose, find_component
@@ -34,8 +35,6 @@ def init(directory, chapters=None, *, out=None) -> list[Path]:
     A file that already exists is never overwritten: it is skipped with a message, since
     it may hold your work. Returns the paths written.
     """
-    import sys
-
     out = out or sys.stdout
     chapters = list(CHAPTERS) if chapters is None else list(chapters)
     unknown = [c for c in chapters if c not in CHAPTERS]
