@@ -1,0 +1,348 @@
+"""The exercise track: starters, the checker, and its mistake detectors.
+
+The reference solutions must pass every check against tinyformer and PyTorch; each
+deliberately wrong implementation must fail and be named as exactly its own mistake;
+bad reader files must cost one clear line each, never the run.
+"""
+
+import importlib
+import inspect
+import io
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinyformer.exercises import CHAPTERS, COMPONENTS, check, check_dir, diagnose, find_component, init
+from tinyformer.exercises import mistakes as wrong
+from tinyformer.exercises.__main__ import main
+from tinyformer.exercises.checker import evaluate
+
+SOLUTIONS = Path(importlib.import_module("tinyformer.exercises.solutions").__file__).parent
+STARTERS = Path(importlib.import_module("tinyformer.exercises.starters").__file__).parent
+
+
+def solution(component):
+    return getattr(importlib.import_module(f"tinyformer.exercises.solutions.{component.chapter}"), component.name)
+
+
+def starter(component):
+    return getattr(importlib.import_module(f"tinyformer.exercises.starters.{component.chapter}"), component.name)
+
+
+ALL_MISTAKES = [(c, m) for c in COMPONENTS for m in c.mistakes]
+
+
+# ------------------------------------------------------------------- coverage
+
+
+def test_the_components_the_issue_asks_for_are_all_there():
+    names = {c.name for c in COMPONENTS}
+    assert {
+        "softmax", "scaled_dot_product_attention", "causal_mask", "sinusoidal_positions", "rope",
+        "MultiHeadAttention", "LayerNorm", "RMSNorm", "SwiGLU", "TransformerBlock", "TransformerLM",
+        "cross_entropy", "adamw_step", "top_k_distribution", "top_p_distribution", "merge_pair",
+    } <= names
+    assert {c.chapter for c in COMPONENTS} == set(CHAPTERS)
+    # one starter file per chapter, named like the book's chapters
+    toc = (Path(__file__).parents[1] / "_toc.yml").read_text()
+    for chapter in CHAPTERS:
+        assert f"file: {chapter}\n" in toc
+        assert (STARTERS / f"{chapter}.py").is_file() and (SOLUTIONS / f"{chapter}.py").is_file()
+
+
+def test_the_mistakes_the_issue_names_are_detected():
+    titles = " | ".join(m.title for _, m in ALL_MISTAKES)
+    for phrase in [
+        "not divided by √d_head", "softmax over the wrong axis", "mask polarity inverted", "mask applied after softmax",
+        "RoPE on halves instead of adjacent pairs", "positions off by one", "unbiased variance", "without ε inside the root",
+        "RMSNorm subtracting the mean", "gate and value swapped", "without the log-sum-exp shift", "targets not shifted",
+        "folding decay into the gradient", "top-p keeping the token that crosses p out",
+    ]:
+        assert phrase in titles, phrase
+
+
+@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.qualname)
+def test_starter_signatures_match_the_solutions(component):
+    mine, reference = starter(component), solution(component)
+    if component.kind == "class":
+        for method in ("__init__", "forward"):
+            assert inspect.signature(getattr(mine, method)) == inspect.signature(getattr(reference, method))
+    else:
+        assert inspect.signature(mine) == inspect.signature(reference)
+    assert mine.__doc__ and "NotImplementedError" not in mine.__doc__
+
+
+# ---------------------------------------------------- references and detectors
+
+
+@pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.qualname)
+def test_reference_solution_passes(component):
+    result = evaluate(component, solution(component))
+    assert result.status == "pass", result.lines()
+    assert diagnose(solution(component), component.name) == []  # every detector stays silent
+
+
+@pytest.mark.parametrize("component,mistake", ALL_MISTAKES, ids=lambda x: getattr(x, "qualname", None) or x.title)
+def test_detector_fires_on_its_own_mistake_only(component, mistake):
+    result = evaluate(component, mistake.impl)
+    assert result.status == "fail", result.lines()  # the cases tell the mistake from the reference
+    assert result.mistakes == [mistake.title], result.lines()
+    text = "\n".join(result.lines())
+    assert f"looks like: {mistake.title}" in text and "Hint:" in text
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_has_a_classic_mistake_the_checker_names(chapter):
+    name, impl = wrong.CLASSIC[chapter]
+    component = find_component(name)
+    assert component.chapter == chapter
+    out = io.StringIO()
+    report = check(impl, name, out=out)
+    assert not report.passed and len(report[name].mistakes) == 1
+    assert f"looks like: {report[name].mistakes[0]}" in out.getvalue()
+
+
+def test_rope_convention_is_the_librarys_adjacent_pairs():
+    """The exercise teaches tinyformer's convention: pairs (x[2i], x[2i+1]); halves is the mistake."""
+    from tinyformer.exercises.solutions.positions import rope
+
+    x, pos = torch.randn(2, 5, 8), torch.arange(5)
+    library = __import__("tinyformer").RotaryPositionalEmbedding(8, 5)(x, pos)
+    torch.testing.assert_close(rope(x, pos), library)
+    assert not torch.allclose(wrong.rope_halves(x, pos), library)
+
+
+def test_top_p_keeps_the_crossing_token_like_the_library():
+    from tinyformer import next_token_distribution
+    from tinyformer.exercises.solutions.sampling import top_p_distribution
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    # 0.5 < 0.6, then 0.5 + 0.3 crosses 0.6: the second token is kept, the third is not
+    expected = torch.tensor([[0.625, 0.375, 0.0]])
+    torch.testing.assert_close(top_p_distribution(logits, 0.6), expected)
+    torch.testing.assert_close(next_token_distribution(logits, top_p=0.6), expected)
+
+
+# ------------------------------------------------------------ the report text
+
+
+def test_failure_says_what_was_expected_and_what_came_back():
+    out = io.StringIO()
+    report = check(wrong.attention_unscaled, "scaled_dot_product_attention", out=out)
+    text = out.getvalue()
+    assert not report.passed and report["scaled_dot_product_attention"].status == "fail"
+    assert "✗ attention.scaled_dot_product_attention" in text
+    assert "first difference at [" in text and "expected" in text and "got" in text and "max error" in text
+    assert "looks like: scores not divided by √d_head" in text
+
+    out = io.StringIO()
+    check(lambda q, k, v: (q @ k.transpose(-2, -1)), "scaled_dot_product_attention", out=out)
+    assert "returned shape (4, 4); expected (4, 8)" in out.getvalue()
+
+
+def test_passing_check_prints_a_tick_and_the_references():
+    out = io.StringIO()
+    from tinyformer.exercises.solutions.multihead import MultiHeadAttention
+
+    report = check(MultiHeadAttention, "multihead.MultiHeadAttention", out=out)
+    assert report.passed
+    assert out.getvalue().startswith("[1/1] ✓ multihead.MultiHeadAttention")
+    assert "PyTorch nn.MultiheadAttention" in out.getvalue()
+
+
+def test_wrong_return_type_and_dtype_are_named():
+    report = check(lambda x, dim=-1: x.tolist(), "softmax", quiet=True)
+    assert "returned a list" in report["softmax"].details[1]
+    report = check(lambda x, dim=-1: torch.softmax(x.float(), dim), "softmax", quiet=True)
+    assert "returned dtype torch.float32; expected torch.float64" in "\n".join(report["softmax"].details)
+    report = check(lambda *a, **k: (a[0], a[2]), "adamw_step", quiet=True)
+    assert "expected a tuple of 3 tensors" in report["adamw_step"].summary
+
+
+def test_module_with_extra_or_missing_parameters_gets_a_clear_line():
+    class WithBias(torch.nn.Module):
+        def __init__(self, d_model, n_heads):
+            super().__init__()
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                setattr(self, name, torch.nn.Linear(d_model, d_model))  # bias=True by default
+
+        def forward(self, x, mask=None):
+            return x
+
+    result = check(WithBias, "MultiHeadAttention", quiet=True)["MultiHeadAttention"]
+    assert result.status == "error" and "'q_proj.bias'" in result.summary and "bias=False" in result.summary
+
+    class Empty(torch.nn.Module):
+        def __init__(self, d_model, eps=1e-5):
+            super().__init__()
+
+        def forward(self, x):
+            return x
+
+    result = check(Empty, "RMSNorm", quiet=True)["RMSNorm"]
+    assert result.status == "error" and "no parameter 'weight' of shape (8,)" in result.summary
+
+
+def test_wrong_kind_and_unknown_name():
+    assert "should be a class" in check(torch.softmax, "LayerNorm", quiet=True).results[0].summary
+    assert "should be a function" in check(torch.nn.Softmax, "softmax", quiet=True).results[0].summary
+    with pytest.raises(ValueError, match="unknown component 'softmaxx'.*attention.softmax"):
+        check(torch.softmax, "softmaxx")
+    with pytest.raises(ValueError, match="unknown component"):
+        find_component("masks.softmax")  # softmax is taught in attention, not masks
+
+
+def test_what_the_readers_code_prints_is_shown():
+    def noisy(x, dim=-1):
+        print("shape is", tuple(x.shape))
+        return torch.softmax(x, dim)
+
+    out = io.StringIO()
+    report = check(noisy, "softmax", out=out)
+    assert report.passed and "shape is (2, 3, 5)" in out.getvalue()
+
+
+def test_a_function_that_raises_names_the_line():
+    def broken(x, dim=-1):
+        return x.view(-1, 7)
+
+    result = check(broken, "softmax", quiet=True).results[0]
+    assert result.status == "error" and result.summary.startswith("raised RuntimeError")
+    assert "test_exercises.py, line" in result.summary and "x.view(-1, 7)" in result.summary
+
+
+# ------------------------------------------------------- time limits, crashes
+
+
+def _forever(x, dim=-1):
+    while True:
+        pass
+
+
+def test_infinite_loop_times_out_in_a_child_process():
+    start = time.perf_counter()
+    result = check(_forever, "softmax", timeout=1.0, quiet=True).results[0]
+    assert result.status == "timeout" and "timed out after 1 s" in result.summary
+    assert time.perf_counter() - start < 20
+
+
+def test_infinite_loop_times_out_without_fork_too():
+    result = check(_forever, "softmax", timeout=1.0, isolate=False, quiet=True).results[0]
+    assert result.status == "timeout"
+
+
+def test_a_crashing_process_is_one_line():
+    result = check(lambda x, dim=-1: os._exit(3), "softmax", quiet=True).results[0]
+    assert result.status == "error" and "crashed" in result.summary
+
+
+# ------------------------------------------------------------- init and CLI
+
+
+def test_init_then_check_reports_every_component_not_yet_implemented(tmp_path, capsys):
+    assert main(["init", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(f"{c}.py" for c in CHAPTERS)
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    lines = [line for line in out.out.splitlines() if line.startswith("[")]
+    assert len(lines) == len(COMPONENTS)
+    assert all("✗" in line and line.endswith("not yet implemented") for line in lines), lines
+    assert f"0 of {len(COMPONENTS)} components pass, {len(COMPONENTS)} not yet implemented." in out.out
+
+
+def test_init_never_overwrites(tmp_path):
+    mine = tmp_path / "attention.py"
+    mine.write_text("# my work\n")
+    out = io.StringIO()
+    written = init(tmp_path, out=out)
+    assert mine.read_text() == "# my work\n"
+    assert mine not in written and len(written) == len(CHAPTERS) - 1
+    assert f"skipped {mine}" in out.getvalue()
+    again = init(tmp_path, out=io.StringIO())
+    assert again == []
+    with pytest.raises(ValueError, match="unknown chapter 'attn'"):
+        init(tmp_path, ["attn"])
+
+
+def test_reference_solutions_pass_through_the_cli(tmp_path, capsys):
+    """The whole path a reader takes: files in a folder, importing each other, in forked children."""
+    for chapter in CHAPTERS:
+        shutil.copy(SOLUTIONS / f"{chapter}.py", tmp_path / f"{chapter}.py")
+    start = time.perf_counter()
+    assert main(["check", str(tmp_path)]) == 0
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    assert f"{len(COMPONENTS)} of {len(COMPONENTS)} components pass." in out
+    print(f"full check of the reference solutions: {elapsed:.1f} s")
+    assert main(["check", str(tmp_path), "--chapter", "masks"]) == 0
+    assert "Checking 2 components" in capsys.readouterr().out
+
+
+def test_bad_reader_files_cost_one_line_each_and_the_run_goes_on(tmp_path, capsys):
+    init(tmp_path, out=io.StringIO())
+    for chapter in ("attention", "multihead", "training", "tokens", "sampling"):
+        shutil.copy(SOLUTIONS / f"{chapter}.py", tmp_path / f"{chapter}.py")
+    (tmp_path / "positions.py").write_text("def sinusoidal_positions(T, D)\n    return None\n")  # syntax error
+    tokens = (tmp_path / "tokens.py").read_text()
+    (tmp_path / "tokens.py").write_text(tokens.split("def merge_pair")[0])  # merge_pair missing
+    sampling = (SOLUTIONS / "sampling.py").read_text()
+    sampling = sampling.replace(
+        "    logits = logits / temperature\n", "    raise ValueError('k is too big')\n", 1
+    ).replace("    probs = torch.softmax(logits / temperature, dim=-1)\n", "    return logits.tolist()\n", 1)
+    (tmp_path / "sampling.py").write_text(sampling)  # top-k raises, top-p returns the wrong type
+    training = (SOLUTIONS / "training.py").read_text()
+    (tmp_path / "training.py").write_text(
+        training.replace('    b1, b2 = betas\n', "    while True:\n        pass\n", 1)
+    )  # adamw_step loops forever
+
+    assert main(["check", str(tmp_path), "--timeout", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    line = {re.search(r"[✓✗] (\S+)", l).group(1): l for l in out.splitlines() if l.startswith("[")}
+    assert len(line) == len(COMPONENTS)
+    assert "syntax error in positions.py, line 1: expected ':'" in line["positions.sinusoidal_positions"]
+    assert "syntax error in positions.py" in line["positions.rope"]
+    assert "syntax error in positions.py" in line["language_model.TransformerLM"]  # imports positions
+    assert "tokens.py has no function named 'merge_pair'" in line["tokens.merge_pair"]
+    assert "✓" in line["tokens.count_pairs"]
+    assert "raised ValueError: k is too big (sampling.py, line" in line["sampling.top_k_distribution"]
+    assert "✗" in line["sampling.top_p_distribution"]
+    assert "vs tinyformer: returned a list of 2 items; expected a tensor of shape (2, 10)" in out
+    assert "timed out after 3 s" in line["training.adamw_step"]
+    for passing in ("attention.softmax", "multihead.SwiGLU", "training.cross_entropy", "training.next_token_loss"):
+        assert "✓" in line[passing], line[passing]
+    assert "not yet implemented" in line["masks.causal_mask"]
+
+
+def test_check_dir_in_process_reads_the_files_afresh(tmp_path):
+    """Without fork (isolate=False) the reader's modules are unloaded after each check."""
+    init(tmp_path, ["attention"], out=io.StringIO())
+    report = check_dir(tmp_path, "attention", isolate=False, quiet=True)
+    assert [r.status for r in report.results] == ["todo", "todo"]
+    shutil.copy(SOLUTIONS / "attention.py", tmp_path / "attention.py")
+    assert check_dir(tmp_path, "attention", isolate=False, quiet=True).passed
+    assert not (tmp_path / "__pycache__").exists()  # the reader's folder holds only their files
+    result = check_dir(tmp_path, "masks", isolate=False, quiet=True).results[0]
+    assert result.status == "missing" and "masks.py not found" in result.summary
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["check", str(tmp_path / "nowhere")])
+    assert "no folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check", str(tmp_path), "--chapter", "attn"])
+    assert "invalid choice: 'attn'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check", str(tmp_path), "--timeout", "0"])
+    assert "--timeout must be positive" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit):
+        main(["init", str(tmp_path / "file")])
+    assert "not a folder" in capsys.readouterr().err

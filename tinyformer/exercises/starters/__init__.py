@@ -1,0 +1,1 @@
+"""The starter files that ``python -m tinyformer.exercises init DIR`` copies, one per chapter."""
