@@ -54,7 +54,7 @@ __all__ = [
 # The 20 most frequent characters of the book's corpus (tinyformer.data.load_kjv(),
 # lower-cased), most frequent first; tests/test_walkthrough.py recounts them. With
 # the preset's vocabulary of 20 they make a character tokenizer for real text.
-KJV_TOP20_CHARS = " etahonisrdlfum,wygc"
+KJV_TOP20_CHARS = " ethaonisrdlfum,wygc"
 WALKTHROUGH_TEXT = "lord"  # four characters, all in the 20: T = 4
 WALKTHROUGH_SEED = 0
 
