@@ -110,7 +110,7 @@ class MaskedLM(nn.Module):
 
 def default_mlm_config(vocab_size: int) -> TransformerConfig:
     """Tiny enough to train in seconds on two CPU cores; the book's modern block choices."""
-    return TransformerConfig(vocab_size=vocab_size, context_length=32, d_model=64, n_layers=2, n_heads=4, d_ff=128)
+    return TransformerConfig(vocab_size=vocab_size, context_length=16, d_model=64, n_layers=2, n_heads=4, d_ff=128)
 
 
 def middle_of_word_positions(text: str, n: int, margin: int, generator: torch.Generator) -> np.ndarray:
@@ -149,15 +149,17 @@ class MLMRun:
     def fill_in(self, text: str, index: int, k: int = 3) -> dict[str, list[tuple[str, float]]]:
         """Hide ``text[index]`` and ask both models for it.
 
-        The masked LM reads the whole text with [MASK] at ``index``; the causal model
-        reads only ``text[:index]`` (its prediction for the next character). Returns
-        the ``k`` most likely characters with their probabilities for each.
+        Both read the same window of at most ``context_length`` characters around
+        ``index`` (as in the accuracy comparison): the masked LM all of it with [MASK]
+        at ``index``, the causal model only the part left of ``index`` (its prediction
+        for the next character). Returns the ``k`` most likely characters with their
+        probabilities for each.
         """
         T = self.config.context_length
         if not 0 < index < len(text):
             raise ValueError(f"index must be in 1..{len(text) - 1} (a character with left context), got {index}")
-        if len(text) > T:
-            raise ValueError(f"text of {len(text)} characters is longer than the models' context_length ({T})")
+        start = max(0, min(index - T // 2, len(text) - T))
+        text, index = text[start : start + T], index - start
         ids = torch.tensor([self.tokenizer.encode(text)])
         ids[0, index] = self.mask_id
         self.model.eval(), self.causal.eval()
@@ -227,7 +229,7 @@ def train_masked_lm(
     *,
     config: TransformerConfig | None = None,
     steps: int = 300,
-    batch_size: int = 32,
+    batch_size: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
     n_eval: int = 1000,
