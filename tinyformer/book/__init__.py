@@ -1,8 +1,9 @@
 """The book's machinery: what chapters use to *show* the model, never imported by the library.
 
     claims        statements about computed results, checked when the chapter runs
-    walkthrough   the running example: one tiny input carried from tokens to the next token
-    diagrams      data-flow pictures drawn from the modules themselves
+    walkthrough   the running example: one tiny input carried from tokens to the next token,
+                  every intermediate tensor by name, checked against the model's own forward pass
+    diagrams      data-flow pictures drawn from the modules themselves (forward hooks), with alt text
 
 The library (``tinyformer.layers``, ``attention``, ``model``, ...) never imports from here, so a
 reader who opens ``tinyformer/`` sees the model first.
