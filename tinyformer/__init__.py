@@ -9,7 +9,12 @@
     training    cross-entropy, AdamW, LR schedule, clipping, batches, checkpoints
     sampling    temperature, top-k, top-p, generate()
     data        corpora that work offline, and their splits
+    seq2seq     the encoder-decoder trained to reverse digit strings
+    mlm         BERT-style masked LM (encoder-only) and its causal baseline
     plots       the book's figures
+
+    book/       the book's machinery: claims, the running example, diagrams (never imported above)
+    exercises/  the reader's exercise track: starters, checker, mistake detectors
 """
 
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention

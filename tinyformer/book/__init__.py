@@ -1,5 +1,6 @@
 """The book's machinery: what chapters use to *show* the model, never imported by the library.
 
+    page          glue that also shows in a notebook; the trained model, with progress when not cached
     claims        statements about computed results, checked when the chapter runs
     walkthrough   the running example: one tiny input carried from tokens to the next token,
                   every intermediate tensor by name, checked against the model's own forward pass
