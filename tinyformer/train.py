@@ -516,11 +516,11 @@ def train(
         seconds_before = float(saved["extra"].get("seconds", 0.0))
         tokens_before = int(saved["extra"].get("tokens_seen", 0))
     tokenizer_text = _tokenizer_json(tokenizer)
-    t0 = time.perf_counter()
     tokens_seen = 0
 
-    def elapsed() -> float:  # training time over all sessions (a resume that trains nothing adds nothing)
-        return seconds_before + (time.perf_counter() - t0 if tokens_seen else 0.0)
+    # Training time over all sessions, up to the end of the last completed step (so the checkpoint and
+    # result.json agree, and a resume that trains nothing adds nothing).
+    clock = {"seconds": seconds_before}
 
     def write_checkpoint(step: int) -> None:
         if out is None:
@@ -532,7 +532,7 @@ def train(
             step,
             config=model_config.to_dict(),
             extra={"train_config": cfg.to_dict(), "sampler_state": sampler.get_state(), "log": log,
-                   "corpus_sha256": corpus.sha256, "tokenizer": tokenizer_text, "seconds": elapsed(),
+                   "corpus_sha256": corpus.sha256, "tokenizer": tokenizer_text, "seconds": clock["seconds"],
                    "tokens_seen": tokens_before + tokens_seen},
         )
         _write_log(out, log)
@@ -558,6 +558,7 @@ def train(
         bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", unit="step")
     model.train()
     last_saved = start_step
+    t0 = time.perf_counter()
     with _StopOnSignal() as stop:
         for step in range(start_step, cfg.max_steps):
             lr = cosine_lr_schedule(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
@@ -580,6 +581,7 @@ def train(
                 log["val_loss"].append(evaluate(model, val_tokens, cfg, done))
                 if bar is not None:
                     bar.set_postfix(train=f"{loss.item():.3f}", val=f"{log['val_loss'][-1]:.3f}")
+            clock["seconds"] = seconds_before + time.perf_counter() - t0
             if bar is not None:
                 bar.update(1)
             interrupted = stop.signum is not None
@@ -597,7 +599,7 @@ def train(
         final_step = log["step"][-1] if log["step"] else start_step
         if final_step != last_saved or (out is not None and not (out / "checkpoint.pt").exists()):
             write_checkpoint(final_step)
-    seconds = elapsed()
+    seconds = clock["seconds"]
     total_tokens = tokens_before + tokens_seen
     result = {
         "model": model,
