@@ -182,7 +182,7 @@ class TrainConfig:
                 fail(name, allowed)
             setattr(self, name, float(value))
         if self.min_lr > self.lr:
-            fail("min_lr", f"<= lr ({self.lr}), since the schedule decays from lr to min_lr,")
+            fail("min_lr", f"<= lr ({self.lr}) (the schedule decays from lr to min_lr)")
         if self.warmup_steps > self.max_steps:
             fail("warmup_steps", f"<= max_steps ({self.max_steps})")
         betas = self.betas
@@ -817,6 +817,7 @@ def main(argv=None) -> int:
     try:
         return _run_cli(args)
     except TrainingInterrupted as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a late second Ctrl-C changes nothing
         print(f"interrupted: {exc}; continue with: python -m tinyformer.train --out {args.out} --resume",
               file=sys.stderr)
         return 128 + exc.signum
