@@ -67,7 +67,7 @@ def extract_commands(path: Path) -> list[str]:
         elif kind in ("{code-cell}", "code-cell", "python", "ipython3"):
             lines = [line.strip()[1:] for line in body.splitlines() if line.strip().startswith("!")]
         for line in lines:
-            command = re.split(r"\s+#", line, maxsplit=1)[0].strip()
+            command = " ".join(re.split(r"\s+#", line, maxsplit=1)[0].split())
             if command and not command.startswith("#") and RELEVANT.search(command):
                 commands.append(command)
     return commands
