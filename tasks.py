@@ -4,6 +4,7 @@
     python3 tasks.py build      set up .venv (pinned), then build the site strictly into _build/html
     python3 tasks.py test       set up .venv (pinned), then run every test
     python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
+                                (to origin only if it is a hosted URL; otherwise --remote is required)
     python3 tasks.py sync-toc   copy _toc.yml to book/_toc.yml
     python3 tasks.py clean      remove _build/
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,8 +99,47 @@ def test(pytest_args: list[str]) -> None:
     run(PY, "-m", "pytest", *pytest_args)
 
 
-def publish(remote: str, branch: str, push: bool) -> None:
+def _remote_url(remote: str) -> str | None:
+    """The URL of a git remote name (None if there is no such remote), or ``remote`` itself
+    when it is already a URL or path."""
+    proc = subprocess.run(["git", "remote", "get-url", remote], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    return None if re.fullmatch(r"[\w.-]+", remote) else remote
+
+
+def is_hosted_url(url: str) -> bool:
+    """https://host/..., ssh://host/..., git://host/... or scp-style user@host:path: a server,
+    not a folder on this machine (a local clone's origin is the developer's own repository)."""
+    return bool(re.match(r"^(https?|ssh|git|git\+ssh)://[^/]+/", url) or re.match(r"^[\w.-]+@[\w.-]+:(?!/)", url))
+
+
+def publish_target(remote: str | None) -> tuple[str, str]:
+    """(remote, url) to push to. Without ``--remote``, origin is used only when it is a hosted
+    URL; a local origin (a clone of a clone) needs ``--remote`` spelled out, so a publish
+    never force-pushes gh-pages into a developer's own repository by surprise."""
+    if remote is not None:
+        url = _remote_url(remote)
+        if url is None:
+            sys.exit(f"error: --remote {remote!r} is neither a git remote of this repository nor a URL or path")
+        return remote, url
+    url = _remote_url("origin")
+    if url is None:
+        sys.exit("error: this repository has no remote 'origin': pass --remote URL-or-name to say where to publish")
+    if not is_hosted_url(url):
+        sys.exit(f"error: origin is {url}, not a hosted repository (https/ssh to a host); publishing would force-push "
+                 f"gh-pages there. Pass --remote explicitly (--remote origin to push there anyway)")
+    return "origin", url
+
+
+def publish(remote: str | None, branch: str, push: bool) -> None:
     """Build from scratch (no reports/, no pages left from an earlier layout), then publish."""
+    if push:
+        remote, url = publish_target(remote)  # checked before the (slow) build
+        print(f"will force-push _build/html to branch {branch!r} of {remote} ({url})", flush=True)
+    else:
+        remote = remote or "origin"
+        print(f"will commit _build/html to the local branch {branch!r} (no push)", flush=True)
     build(clean=True)
     args = [BIN / "ghp-import", "-n", "-f", "-r", remote, "-b", branch, "-m", "Publish tinyformer site"]
     if push:
@@ -114,7 +155,8 @@ def main() -> None:
     p_build.add_argument("--clean", action="store_true", help="delete _build/html first")
     sub.add_parser("test", help="extra arguments go to pytest")
     p_pub = sub.add_parser("publish")
-    p_pub.add_argument("--remote", default="origin")
+    p_pub.add_argument("--remote", default=None,
+                       help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
     p_pub.add_argument("--branch", default="gh-pages")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
     sub.add_parser("sync-toc")

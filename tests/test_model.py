@@ -72,11 +72,35 @@ def test_config_validation_names_the_field():
         SMALL.replace(d_model=30)
     with pytest.raises(ValueError, match="unknown positions 'alibi'"):
         SMALL.replace(positions="alibi")
-    with pytest.raises(ValueError, match="n_layers must be positive"):
+    with pytest.raises(ValueError, match="TransformerConfig.n_layers must be an integer >= 1, got 0"):
         SMALL.replace(n_layers=0)
     with pytest.raises(ValueError, match="unknown TransformerConfig fields: \\['colour'\\]"):
         TransformerConfig.from_dict({**SMALL.to_dict(), "colour": "red"})
     assert TransformerConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(n_heads=4.0), r"n_heads must be an integer >= 1, got 4.0 \(float\)"),
+        (dict(vocab_size=True), r"vocab_size must be an integer >= 1, got True \(bool\)"),
+        (dict(context_length="16"), r"context_length must be an integer >= 1, got '16' \(str\)"),
+        (dict(d_ff=0), r"d_ff must be an integer >= 1, got 0"),
+        (dict(n_kv_heads=3), r"n_heads \(4\) must be divisible by n_kv_heads \(3\)"),
+        (dict(rope_theta=float("nan")), r"rope_theta must be a finite number > 0, got nan"),
+        (dict(norm_eps=-1e-5), r"norm_eps must be a finite number > 0"),
+        (dict(bias="yes"), r"bias must be True or False, got 'yes'"),
+        (dict(d_model=36, n_heads=4), r"d_head = d_model / n_heads must be even, got 36 / 4 = 9"),
+    ],
+)
+def test_config_rejects_wrong_types_and_ranges(change, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        SMALL.replace(**change)
+
+
+def test_forward_rejects_an_empty_sequence():
+    with pytest.raises(ValueError, match=r"token ids of shape \(B, 0\): a sequence needs at least one token"):
+        TransformerLM(SMALL)(torch.zeros(2, 0, dtype=torch.long))
 
 
 def _count_by_formula(c: TransformerConfig) -> int:

@@ -1,5 +1,7 @@
+import io
 import math
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -15,7 +17,9 @@ from tinyformer.training import (
     cross_entropy,
     get_batch,
     load_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
+    tensor_checksum,
 )
 
 TINY = TransformerConfig(vocab_size=20, context_length=8, d_model=16, n_layers=2, n_heads=2)
@@ -75,8 +79,10 @@ def test_adamw_rejects_bad_hyperparameters():
 
 def test_cosine_schedule_boundaries():
     kw = dict(max_lr=1.0, min_lr=0.1, warmup_iters=10, cosine_iters=110)
-    assert cosine_lr_schedule(0, **kw) == 0.0
-    assert cosine_lr_schedule(5, **kw) == 0.5
+    # warmup: max_lr * (it + 1) / (warmup + 1), so the first update (it = 0) already has lr > 0
+    assert cosine_lr_schedule(0, **kw) == pytest.approx(1 / 11)
+    assert cosine_lr_schedule(4, **kw) == pytest.approx(5 / 11)
+    assert cosine_lr_schedule(9, **kw) == pytest.approx(10 / 11)
     assert cosine_lr_schedule(10, **kw) == 1.0
     assert cosine_lr_schedule(60, **kw) == pytest.approx(0.55)  # halfway: (max + min) / 2
     assert cosine_lr_schedule(110, **kw) == pytest.approx(0.1)
@@ -209,3 +215,81 @@ def test_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(path, TransformerLM(TINY), AdamW(model.parameters()))
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_schedule_without_warmup_starts_at_max_lr():
+    assert cosine_lr_schedule(0, 1.0, 0.1, 0, 100) == 1.0
+    assert cosine_lr_schedule(50, 1.0, 0.1, 0, 100) == pytest.approx(0.55)
+
+
+def test_checkpoint_round_trip_through_a_file_object():
+    model, opt = _trained_pair()
+    buffer = io.BytesIO()
+    save_checkpoint(buffer, model, opt, iteration=3)
+    buffer.seek(0)
+    fresh = TransformerLM(TINY)
+    payload = load_checkpoint(buffer, fresh, AdamW(fresh.parameters(), lr=1e-3))
+    assert payload["iteration"] == 3 and payload["config"] == TINY.to_dict()  # the config is recorded by default
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        load_checkpoint(io.BytesIO(b"not a checkpoint"))
+
+
+def test_checkpoint_file_gets_the_umask_mode_not_0600(tmp_path):
+    model, opt = _trained_pair()
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "model.pt", model, opt, iteration=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "model.pt").st_mode) == 0o644
+
+
+def test_flipped_byte_in_the_weights_is_caught_by_the_checksum(tmp_path):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=1)
+    data = bytearray(path.read_bytes())
+    weight = model.state_dict()["lm_head.weight"].numpy().tobytes()  # stored uncompressed in the zip
+    at = bytes(data).index(weight) + len(weight) // 2
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="is corrupt: its tensors do not match the checksum"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_into_a_model_with_another_config_names_the_fields(tmp_path):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=1)
+    # Same tensor shapes, different maths: only the recorded config can tell.
+    with pytest.raises(CheckpointError, match="does not fit this model.*positions: 'rope' vs 'none'"):
+        load_checkpoint(path, TransformerLM(TINY.replace(positions="none")))
+
+
+def test_checkpoint_without_model_entry_is_a_clear_error(tmp_path):
+    model, opt = _trained_pair()
+    buffer = io.BytesIO()
+    save_checkpoint(buffer, model, opt, iteration=1)
+    buffer.seek(0)
+    payload = torch.load(buffer, weights_only=True)
+    del payload["model"]
+    torch.save(payload, tmp_path / "nomodel.pt")
+    with pytest.raises(CheckpointError, match="'model' entry is missing"):
+        load_checkpoint(tmp_path / "nomodel.pt")
+
+
+def test_checksum_sees_every_tensor_and_its_dtype():
+    a = {"w": torch.zeros(3), "opt": {"m": [torch.ones(2)]}}
+    assert tensor_checksum(a) == tensor_checksum({"w": torch.zeros(3), "opt": {"m": [torch.ones(2)]}})
+    assert tensor_checksum(a) != tensor_checksum({"w": torch.zeros(3), "opt": {"m": [torch.tensor([1.0, 2.0])]}})
+    assert tensor_checksum(a) != tensor_checksum({"w": torch.zeros(3, dtype=torch.float64), "opt": {"m": [torch.ones(2)]}})
+
+
+def test_stale_temp_files_are_removed_and_others_kept(tmp_path):
+    (tmp_path / ".checkpoint.pt.abc123.tmp").write_bytes(b"x" * 100)
+    (tmp_path / "notes.tmp").write_text("mine")
+    removed = remove_stale_temp_files(tmp_path, ["checkpoint.pt"])
+    assert [p.name for p in removed] == [".checkpoint.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]

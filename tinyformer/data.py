@@ -109,6 +109,8 @@ def load_kjv(db_path: str | Path | None = None) -> Corpus:
 def load_text_file(path: str | Path, name: str | None = None) -> Corpus:
     """Any local UTF-8 text file as a corpus."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: the corpus must be one UTF-8 text file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -176,7 +178,7 @@ def train_val_split(tokens, val_fraction: float = 0.1) -> tuple[np.ndarray, np.n
 
     Contiguous (not shuffled) so no validation window overlaps training text.
     """
-    if not 0.0 < val_fraction < 1.0:
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     tokens = np.asarray(tokens)
     cut = int(len(tokens) * (1 - val_fraction))

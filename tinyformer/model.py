@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -31,6 +32,15 @@ __all__ = [
     "count_parameters",
     "parameter_breakdown",
 ]
+
+def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
+    """An int field must really be an int (not a bool, float or string) and at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = "an integer or None" if allow_none else "an integer"
+        raise TypeError(f"TransformerConfig.{name} must be {kind} >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"TransformerConfig.{name} must be an integer >= {minimum}, got {value}")
+
 
 _CHOICES = {
     "positions": ("rope", "sinusoidal", "learned", "none"),
@@ -68,16 +78,34 @@ class TransformerConfig:
     attn_impl: str = "scratch"
 
     def __post_init__(self):
+        # Checked here, once, so a bad value fails where it is written, with the field named,
+        # not deep inside a layer (or never: a float n_heads or bool vocab_size would run).
         for name in ("vocab_size", "context_length", "d_model", "n_layers", "n_heads"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("d_ff", "n_kv_heads"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=1, allow_none=True)
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"TransformerConfig.{name} must be a finite number > 0, got {value!r}")
+        for name in ("bias", "tie_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TransformerConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})")
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: expected one of {allowed}")
+        if self.positions == "rope" and self.d_head % 2:
+            raise ValueError(f"positions='rope' rotates pairs of features, so d_head = d_model / n_heads must be "
+                             f"even, got {self.d_model} / {self.n_heads} = {self.d_head}")
+        if self.positions == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"positions='sinusoidal' needs an even d_model, got {self.d_model}")
 
     @property
     def d_head(self) -> int:
@@ -94,6 +122,8 @@ class TransformerConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TransformerConfig":
+        if not isinstance(data, dict):
+            raise TypeError(f"a TransformerConfig is read from a dict, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -149,6 +179,8 @@ class _Embedder(nn.Module):
         if token_ids.dim() != 2:
             raise ValueError(f"expected token ids of shape (B, T), got {tuple(token_ids.shape)}")
         T = token_ids.shape[1]
+        if T == 0:
+            raise ValueError("token ids of shape (B, 0): a sequence needs at least one token")
         if start_pos + T > self.config.context_length:
             raise ValueError(
                 f"sequence of length {start_pos + T} is longer than the model's context_length "

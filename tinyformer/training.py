@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -9,6 +10,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -23,6 +25,10 @@ __all__ = [
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
+    "restore_checkpoint",
+    "tensor_checksum",
+    "atomic_write_bytes",
+    "remove_stale_temp_files",
 ]
 
 
@@ -102,16 +108,22 @@ class AdamW(torch.optim.Optimizer):
 def cosine_lr_schedule(it: int, max_lr: float, min_lr: float, warmup_iters: int, cosine_iters: int) -> float:
     """Linear warmup to ``max_lr``, cosine decay to ``min_lr`` at ``cosine_iters``, then flat.
 
-        it < warmup_iters:                 max_lr * it / warmup_iters
+    ``it`` counts updates from 0 (the training loop's first step is ``it = 0``):
+
+        it < warmup_iters:                 max_lr * (it + 1) / (warmup_iters + 1)
         warmup_iters <= it <= cosine_iters: min_lr + (1 + cos(pi * progress)) / 2 * (max_lr - min_lr)
         it > cosine_iters:                  min_lr
+
+    The warmup is the straight line that would reach 0 one step before the first update
+    and ``max_lr`` at ``warmup_iters``, so the first update already moves the weights
+    (a warmup of ``max_lr * it / warmup_iters`` spends step 1 at lr = 0).
     """
     if warmup_iters < 0 or cosine_iters < warmup_iters:
         raise ValueError(
             f"need 0 <= warmup_iters <= cosine_iters, got warmup_iters={warmup_iters}, cosine_iters={cosine_iters}"
         )
     if it < warmup_iters:
-        return max_lr * it / warmup_iters
+        return max_lr * (it + 1) / (warmup_iters + 1)
     if it > cosine_iters:
         return min_lr
     if cosine_iters == warmup_iters:
@@ -169,39 +181,32 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read, or does not fit the model it is loaded into."""
 
 
-_CHECKPOINT_FORMAT = "tinyformer-checkpoint-v1"
+_CHECKPOINT_FORMAT = "tinyformer-checkpoint-v2"
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    iteration: int,
-    config: dict | None = None,
-    extra: dict | None = None,
-) -> None:
-    """Write model, optimiser, iteration and config to ``path`` atomically.
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    The bytes go to a temporary file in the same folder, which is then renamed
-    over ``path``: a crash mid-write leaves the previous checkpoint intact,
-    never a half-written one.
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader (or a crash) sees the old file or the new
+    one, never half of one: a temporary file in the same folder, fsync, then a rename.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give (0666 minus the
+    umask), not mkstemp's private 0600. A leftover ``.<name>.*.tmp`` from a killed writer
+    is removed by :func:`remove_stale_temp_files`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": _CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "iteration": int(iteration),
-        "config": config,
-        "extra": extra or {},
-    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -209,8 +214,93 @@ def save_checkpoint(
         raise
 
 
+def remove_stale_temp_files(folder: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Delete temporary files that :func:`atomic_write_bytes` left for ``names`` in ``folder``
+    (a writer killed mid-write cannot clean up). Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for name in names:
+            for tmp in folder.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def _tensors_in(obj, prefix: str = ""):
+    """Every tensor in a nested dict/list, with a path name, in a fixed order."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            yield from _tensors_in(obj[key], f"{prefix}/{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from _tensors_in(item, f"{prefix}/{i}")
+
+
+def tensor_checksum(obj) -> str:
+    """sha256 over every tensor in ``obj`` (name, dtype, shape and raw bytes)."""
+    digest = hashlib.sha256()
+    for name, t in _tensors_in(obj):
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _describe(target) -> str:
+    return str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "<file object>")
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """``"field: saved_value vs current_value"`` for each field that differs."""
+    return [
+        f"{k}: {saved.get(k, '(absent)')!r} vs {current.get(k, '(absent)')!r}"
+        for k in sorted(set(saved) | set(current), key=str)
+        if saved.get(k, "(absent)") != current.get(k, "(absent)")
+    ]
+
+
+def save_checkpoint(
+    path: str | os.PathLike | BinaryIO,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    iteration: int,
+    config: dict | None = None,
+    extra: dict | None = None,
+) -> None:
+    """Write model, optimiser, iteration, model config and a checksum of the tensors.
+
+    ``path`` is a file name or a binary file object (``io.BytesIO``, an open file), as for
+    ``torch.save``. A file name is written atomically: the bytes go to a temporary file in
+    the same folder, which is then renamed over ``path``, so a crash mid-write leaves the
+    previous checkpoint intact, never a half-written one. ``config`` defaults to
+    ``model.config.to_dict()`` when the model has one, so a loader can check the fit.
+    """
+    if config is None and hasattr(getattr(model, "config", None), "to_dict"):
+        config = model.config.to_dict()
+    state = model.state_dict()
+    opt_state = optimizer.state_dict() if optimizer is not None else None
+    payload = {
+        "format": _CHECKPOINT_FORMAT,
+        "model": state,
+        "optimizer": opt_state,
+        "iteration": int(iteration),
+        "config": config,
+        "extra": extra or {},
+        "checksum": tensor_checksum({"model": state, "optimizer": opt_state}),
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    if hasattr(path, "write"):
+        path.write(buffer.getvalue())
+        return
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def load_checkpoint(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     model: nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
 ) -> dict:
@@ -218,33 +308,62 @@ def load_checkpoint(
     no arbitrary code runs), restore ``model`` and ``optimizer`` if given, and
     return the payload dict (``iteration``, ``config``, ``extra`` ...).
 
-    Raises CheckpointError naming the file and the problem for a missing,
-    truncated, corrupt or foreign file, or one whose tensors do not fit ``model``.
+    ``path`` is a file name or a binary file object. Raises CheckpointError naming the file
+    and the problem for a missing, truncated, corrupt (checksum mismatch) or foreign file,
+    one saved from a model with a different config (each differing field is named), or one
+    whose tensors do not fit ``model``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
+    name = _describe(path)
+    if hasattr(path, "read"):
+        data = path.read()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}")
         data = path.read_bytes()
+    try:
         with warnings.catch_warnings():  # a damaged file can make torch warn before it fails
             warnings.simplefilter("ignore")
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged file
-        raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
+        raise CheckpointError(f"{name} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != _CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a tinyformer checkpoint (missing format tag {_CHECKPOINT_FORMAT!r})")
+        found = payload.get("format") if isinstance(payload, dict) else None
+        hint = " (written by an older tinyformer: retrain it)" if isinstance(found, str) and found.startswith("tinyformer") else ""
+        raise CheckpointError(
+            f"{name} is not a tinyformer checkpoint (format {found!r}, expected {_CHECKPOINT_FORMAT!r}){hint}"
+        )
+    for key, kind in (("model", dict), ("iteration", int), ("extra", dict), ("checksum", str)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{name} is damaged: its {key!r} entry is missing or not a {kind.__name__}")
+    if tensor_checksum({"model": payload["model"], "optimizer": payload.get("optimizer")}) != payload["checksum"]:
+        raise CheckpointError(f"{name} is corrupt: its tensors do not match the checksum stored with them")
+    restore_checkpoint(payload, model, optimizer, name)
+    return payload
+
+
+def restore_checkpoint(payload: dict, model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
+                       name: str = "the checkpoint") -> None:
+    """Load a payload returned by :func:`load_checkpoint` into ``model`` and ``optimizer``
+    (without reading the file again), with the same checks and messages."""
     if model is not None:
+        saved_config = payload.get("config")
+        model_config = getattr(model, "config", None)
+        if isinstance(saved_config, dict) and hasattr(model_config, "to_dict"):
+            diffs = config_differences(saved_config, model_config.to_dict())
+            if diffs:
+                raise CheckpointError(
+                    f"{name} does not fit this model: it was saved from a model with a different config "
+                    f"(checkpoint vs model) - " + "; ".join(diffs)
+                )
         try:
             model.load_state_dict(payload["model"])
         except RuntimeError as exc:
-            raise CheckpointError(
-                f"{path} does not fit this model (saved with config {payload.get('config')}): {exc}"
-            ) from exc
+            raise CheckpointError(f"{name} does not fit this model (saved with config {saved_config}): {exc}") from exc
     if optimizer is not None:
-        if payload["optimizer"] is None:
-            raise CheckpointError(f"{path} holds no optimizer state to resume from")
+        if payload.get("optimizer") is None:
+            raise CheckpointError(f"{name} holds no optimizer state to resume from")
         try:
             optimizer.load_state_dict(payload["optimizer"])
         except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: optimizer state does not fit this optimizer: {exc}") from exc
-    return payload
+            raise CheckpointError(f"{name}: optimizer state does not fit this optimizer: {exc}") from exc

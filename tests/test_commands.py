@@ -1,0 +1,220 @@
+"""Every documented command runs.
+
+The shell commands shown in README.md and in the book's chapters (```bash, ```console, ```sh
+blocks, and ``!python ...`` lines in code cells) that train, benchmark or call tasks.py are read
+from the files themselves, so an edit to the docs is what gets tested. Each file's commands run
+in order (a "continue it" follows the run it continues) in a scratch copy of the repository,
+scaled down by ``TINYFORMER_SMOKE=1`` (training steps divided by 64) or, for benchmarks, by
+extra size arguments, and must exit 0.
+
+Commands that need a CUDA GPU are checked for valid arguments only (``--check-config``) and
+skipped for running on a machine without one. ``tasks.py build``, ``test`` and ``publish`` are
+excluded: they build the book or run this suite, and are tested by test_book.py /
+test_publish.py and CI itself; ``publish``'s refusal of a local origin is tested below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
+RELEVANT = re.compile(r"(-m tinyformer\.train\b|benchmarks/bench_\w+\.py|tasks\.py)")
+EXCLUDED = {
+    "build": "builds the whole book (tests/test_book.py and CI do that)",
+    "test": "runs this test suite",
+    "publish": "builds and pushes the site (tests/test_publish.py, against a local bare repository)",
+    "setup": "creates .venv (CI's first step)",
+}
+# Benchmarks keep their documented arguments; these, appended (argparse keeps the last), shrink them.
+BENCH_SMALL = {
+    "bench_training.py": ["--d-model", "32", "--layers", "1", "--heads", "2", "--context", "16", "--batch", "2",
+                          "--steps", "1"],
+    "bench_generation.py": ["--new-tokens", "4", "--prompts", "8"],
+}
+BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus"}
+
+
+def _blocks(text: str):
+    """(kind, body) of each fenced block."""
+    for match in re.finditer(r"^(`{3,}|~{3,})\s*(\{[\w-]+\}\s*)?([\w-]*)[^\n]*\n(.*?)^\1\s*$", text, re.M | re.S):
+        directive, lang, body = match.group(2) or "", match.group(3), match.group(4)
+        yield (directive.strip() or lang), body
+
+
+def extract_commands(path: Path) -> list[str]:
+    """The training, benchmark and tasks.py commands shown in ``path``, in order."""
+    commands = []
+    for kind, body in _blocks(path.read_text(encoding="utf-8")):
+        lines = []
+        if kind in ("bash", "console", "sh", "shell"):
+            for line in body.replace("\\\n", " ").splitlines():
+                line = line.strip()
+                if kind == "console":
+                    if not line.startswith("$ "):
+                        continue  # output, not a command
+                    line = line[2:]
+                lines.append(line)
+        elif kind in ("{code-cell}", "code-cell", "python", "ipython3"):
+            lines = [line.strip()[1:] for line in body.splitlines() if line.strip().startswith("!")]
+        for line in lines:
+            command = " ".join(re.split(r"\s+#", line, maxsplit=1)[0].split())
+            if command and not command.startswith("#") and RELEVANT.search(command):
+                commands.append(command)
+    return commands
+
+
+def needs_gpu(argv: list[str], cwd: Path) -> bool:
+    if "cuda" in " ".join(argv):
+        return True
+    if "--config" in argv:
+        config = cwd / argv[argv.index("--config") + 1]
+        return config.is_file() and '"cuda' in config.read_text()
+    return False
+
+
+def prepare(command: str, scratch: Path) -> tuple[list[str] | None, str]:
+    """argv to run (None: not run) and what is done with it."""
+    argv = shlex.split(command)
+    if argv[0].endswith(("python", "python3")) or argv[0].startswith(".venv/"):
+        argv[0] = sys.executable
+    if "tasks.py" in command:
+        task = argv[argv.index(next(a for a in argv if a.endswith("tasks.py"))) + 1]
+        if task in EXCLUDED:
+            return None, f"excluded: tasks.py {task} {EXCLUDED[task]}"
+        return argv, "run"
+    bench = next((Path(a).name for a in argv if re.search(r"bench_\w+\.py$", a)), None)
+    if bench:
+        if bench in BENCH_NOT_RUN:
+            return None, f"not run: {bench} {BENCH_NOT_RUN[bench]}"
+        if needs_gpu(argv, scratch):
+            return None, "not run: needs a CUDA GPU"
+        return argv + BENCH_SMALL.get(bench, []), "run (small sizes)"
+    if needs_gpu(argv, scratch) and not torch.cuda.is_available():
+        return argv + ["--check-config"], "arguments checked (--check-config); training needs a CUDA GPU"
+    return argv, "run (TINYFORMER_SMOKE=1)"
+
+
+def scratch_copy(tmp_path: Path) -> Path:
+    scratch = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".git", ".venv", "_build", "runs", "__pycache__", "node_modules", ".node",
+                                    "artifacts", "*.pt")
+    for name in ("tinyformer", "configs", "benchmarks", "tests/data"):
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, scratch / name, ignore=ignore)
+    for name in ("tasks.py", "pyproject.toml", "constraints.txt", "_toc.yml"):
+        shutil.copy2(ROOT / name, scratch / name)
+    return scratch
+
+
+def test_the_docs_show_the_commands_this_file_runs():
+    readme = extract_commands(ROOT / "README.md")
+    assert any("--config configs/book.json" in c for c in readme), readme
+    assert any("--resume" in c and "--max-steps" in c for c in readme), readme
+    assert any("bench_training.py" in c for c in readme), readme
+    assert any("tasks.py build" in c for c in readme) and any("tasks.py test" in c for c in readme)
+
+
+def test_extraction_reads_console_continuations_comments_and_bang_lines(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "```console\n$ python -m tinyformer.train \\\n    --out runs/x --max-steps 64  # comment\nsome output\n```\n"
+        "```{code-cell} ipython3\nx = 1\n!python -m tinyformer.train --out runs/y\n```\n"
+        "```python\nprint('python -m tinyformer.train is not a shell line here')\n```\n"
+        "```bash\nls runs  # unrelated\npython3 tasks.py build\n```\n"
+    )
+    assert extract_commands(doc) == [
+        "python -m tinyformer.train --out runs/x --max-steps 64",
+        "python -m tinyformer.train --out runs/y",
+        "python3 tasks.py build",
+    ]
+
+
+@pytest.mark.parametrize("doc", [p for p in DOC_FILES if extract_commands(p)], ids=lambda p: p.name)
+def test_documented_commands_exit_0(doc, tmp_path):
+    scratch = scratch_copy(tmp_path)
+    env = {**os.environ, "TINYFORMER_SMOKE": "1", "TINYFORMER_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(scratch)}
+    env.pop("TINYFORMER_DEBUG", None)
+    report = []
+    for command in extract_commands(doc):
+        argv, action = prepare(command, scratch)
+        report.append(f"{command}\n    -> {action}")
+        if argv is None:
+            continue
+        proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{doc.name}: `{command}` exited {proc.returncode}\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr
+    print("\n".join(report))
+
+
+GPU_COMMANDS = [(p, c) for p in DOC_FILES for c in extract_commands(p) if needs_gpu(shlex.split(c), ROOT)]
+
+
+@pytest.mark.parametrize("doc, command", GPU_COMMANDS, ids=[f"{p.name}: {c}" for p, c in GPU_COMMANDS])
+def test_gpu_commands_run_where_there_is_a_gpu(doc, command):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU to train; its arguments were checked with --check-config by "
+                    "test_documented_commands_exit_0")
+    # With a GPU, test_documented_commands_exit_0 ran it (scaled down) like any other command.
+
+
+# ---------------------------------------------------------------- tasks.py publish never surprises
+sys.path.insert(0, str(ROOT))
+import tasks  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "url, hosted",
+    [
+        ("https://github.com/owner/tinyformer.git", True),
+        ("git@github.com:owner/tinyformer.git", True),
+        ("ssh://git@example.org/owner/tinyformer", True),
+        ("/home/me/src/tinyformer", False),
+        ("../tinyformer", False),
+        ("file:///home/me/src/tinyformer", False),
+    ],
+)
+def test_hosted_urls(url, hosted):
+    assert tasks.is_hosted_url(url) is hosted
+
+
+def _scratch_git(tmp_path: Path, origin: str | None) -> Path:
+    repo = tmp_path / "clone"
+    repo.mkdir()
+    shutil.copy2(ROOT / "tasks.py", repo / "tasks.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
+    if origin:
+        subprocess.run(["git", "remote", "add", "origin", origin], cwd=repo, check=True, env=env)
+    return repo
+
+
+@pytest.mark.parametrize("origin", [None, "/home/me/src/tinyformer"])
+def test_publish_refuses_to_guess_a_local_origin_before_building(tmp_path, origin):
+    repo = _scratch_git(tmp_path, origin)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    proc = subprocess.run([sys.executable, "tasks.py", "publish"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    expected = "has no remote 'origin'" if origin is None else f"origin is {origin}, not a hosted repository"
+    assert expected in proc.stderr and "--remote" in proc.stderr
+    assert not (repo / "_build").exists() and not (repo / ".venv").exists()  # refused before any work
+
+
+def test_publish_target_names_where_it_pushes(tmp_path, monkeypatch):
+    repo = _scratch_git(tmp_path, "https://github.com/owner/tinyformer.git")
+    monkeypatch.setattr(tasks, "ROOT", repo)
+    for key in [k for k in os.environ if k.startswith("GIT_")]:
+        monkeypatch.delenv(key)
+    assert tasks.publish_target(None) == ("origin", "https://github.com/owner/tinyformer.git")
+    assert tasks.publish_target(str(tmp_path / "site.git")) == (str(tmp_path / "site.git"), str(tmp_path / "site.git"))
