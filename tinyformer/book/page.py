@@ -61,3 +61,40 @@ def book_run():
     print(f"Loading the book's trained model, or training it on first use "
           f"({BOOK_RUN.max_steps} steps: about a minute on 2 CPU cores) ...", file=sys.stderr, flush=True)
     return load_or_train(BOOK_RUN, progress=True)
+
+
+# Which diagram opens each chapter, and the part of it the chapter teaches.
+WHERE_WE_ARE = {
+    "tokens": ("lm", "embedding", "text becomes token ids, then vectors"),
+    "positions": ("lm", "positions", "the model learns where each token sits"),
+    "attention": ("qkv", "scores", "tokens exchange information through queries, keys and values"),
+    "masks": ("qkv", "softmax", "the mask decides which scores may enter the softmax"),
+    "multihead": ("heads", "heads", "several heads attend in parallel, then mix through W_O"),
+    "normalization": ("block", "norm", "norms and residual connections keep the block trainable"),
+    "architectures": ("encoder_decoder", "cross_attention", "encoder, decoder and cross-attention"),
+    "language_model": ("lm", "lm_head", "the whole decoder-only model, from ids to logits"),
+    "training": ("lm", "output", "the logits are scored against the next token"),
+    "sampling": ("lm", "output", "the logits become probabilities, then a chosen token"),
+    "inside": ("block", "attention", "what the trained attention heads do"),
+    "fast": ("qkv", "projections", "the keys and values that a KV cache stores"),
+}
+
+
+def where_we_are(chapter: str):
+    """The data-flow diagram of the chapter's part of the model, that part highlighted.
+
+    Drawn from the running example's modules (:mod:`tinyformer.book.diagrams`); its alt text
+    and caption are written from the same records (:func:`tinyformer.book.claims.describe_figure`),
+    for the figure named ``fig-where-<chapter>``.
+    """
+    from . import diagrams
+    from .claims import describe_figure
+
+    if chapter not in WHERE_WE_ARE:
+        raise ValueError(f"no 'where we are' diagram for {chapter!r}; chapters: {sorted(WHERE_WE_ARE)}")
+    kind, part, what = WHERE_WE_ARE[chapter]
+    fig, alt = getattr(diagrams, f"{kind}_diagram")(highlight=part)
+    describe_figure(f"fig-where-{chapter}", alt=alt,
+                    caption=f"Where we are: {what}. The highlighted part ({part.replace('_', ' ')}) is this chapter's; "
+                            f"shapes are those of the running example.")
+    return fig
