@@ -139,6 +139,22 @@ def test_claims_json_lists_every_chapters_claims_all_held(site):
     assert len({(c["chapter"], c["text"]) for c in claims}) == len(claims), "a claim is stated twice"
 
 
+def test_running_example_is_the_same_tensors_on_every_page(site):
+    """Chapters pick up the walkthrough where the previous one left it: every page that shows
+    a step shows the same tensor, and it is the one walkthrough() computes here."""
+    from tinyformer.book.page import tensor_fingerprint
+    from tinyformer.book.walkthrough import walkthrough
+
+    shown = [c for c in json.loads((HTML / "claims.json").read_text(encoding="utf-8"))["claims"]
+             if c["text"].startswith("the running example at ")]
+    chapters = {c["chapter"] for c in shown}
+    assert len(chapters) >= 5, f"the running example appears only in {sorted(chapters)}"
+    w = walkthrough()
+    for c in shown:
+        for step, fingerprint in c["values"].items():
+            assert fingerprint == tensor_fingerprint(w[step]), f"{c['chapter']} shows a different {step}"
+
+
 def test_figure_descriptions_from_data_reach_the_page(site):
     """describe_figure() alt text and captions replace what the cell metadata says."""
     figures = json.loads((HTML / "claims.json").read_text(encoding="utf-8"))["figures"]

@@ -98,3 +98,29 @@ def where_we_are(chapter: str):
                     caption=f"Where we are: {what}. The highlighted part ({part.replace('_', ' ')}) is this chapter's; "
                             f"shapes are those of the running example.")
     return fig
+
+
+def tensor_fingerprint(tensor) -> str:
+    """A short sha256 of a tensor's dtype, shape and bytes: equal fingerprints, equal tensors."""
+    import hashlib
+
+    t = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def running_example(*names: str):
+    """Show the running example (:func:`tinyformer.book.walkthrough.walkthrough`) at the given steps.
+
+    Prints each step small, and claims that these are the walkthrough's own tensors, with a
+    fingerprint per step in the claim's values: ``tests/test_book.py`` checks that every page
+    showing a step shows the same tensor.
+    """
+    from .claims import claim
+    from .walkthrough import walkthrough
+
+    w = walkthrough()
+    w.show(*names)
+    claim(f"the running example at {', '.join(names)} is the shared walkthrough's",
+          all(name in w for name in names), **{name: tensor_fingerprint(w[name]) for name in names})
+    return w
