@@ -261,6 +261,9 @@ def test_from_vocab_keeps_the_given_ids(bpe, tmp_path):
         assert permuted.decode(permuted.encode(text)) == text
         assert permuted.decode([perm[i] for i in ids]) == bpe.decode(ids)
     assert list(permuted.encode_iterable(CORPUS.splitlines(keepends=True))) == permuted.encode(CORPUS)
+    unused = next(i for i in range(max(permuted.vocab)) if i not in permuted.vocab)
+    with pytest.raises(ValueError, match=rf"unknown token id {unused}: this tokenizer has 340 ids, from \d+ to \d+, with gaps"):
+        permuted.decode([unused])
     # it saves in the vocabulary format and loads back with the same ids
     permuted.save(tmp_path / "vocab.json")
     assert json.loads((tmp_path / "vocab.json").read_text())["format"] == "tinyformer-bpe-vocab-v1"

@@ -41,9 +41,6 @@ def _utf8(text: str) -> bytes:
         ) from None
 
 
-_NO_MERGE = float("inf")
-
-
 class _WrongFormat(ValueError):
     pass
 
@@ -126,19 +123,6 @@ def _split_on_specials(text: str, pattern) -> Iterator[tuple[str, bool]]:
     for i, part in enumerate(pattern.split(text)):
         if part:
             yield part, i % 2 == 1  # split() puts captured specials at odd indices
-
-
-def _merge_pair(tokens: list[int], a: int, b: int, new_id: int) -> list[int]:
-    """Replace every non-overlapping occurrence of the pair (a, b), left to right, by new_id."""
-    merged, i = [], 0
-    while i < len(tokens):
-        if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(tokens[i])
-            i += 1
-    return merged
 
 
 class CharTokenizer:
@@ -612,7 +596,11 @@ class BPETokenizer:
         for i in ids:
             i = int(i)
             if i not in self.vocab:
-                raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{len(self.vocab) - 1}")
+                raise ValueError(
+                    f"unknown token id {i}: this tokenizer has {len(self.vocab)} ids, "
+                    f"from {min(self.vocab)} to {max(self.vocab)}"
+                    + ("" if len(self.vocab) == max(self.vocab) + 1 else ", with gaps")
+                )
             out.append(self.vocab[i])
         return b"".join(out).decode("utf-8", errors="replace")
 
