@@ -100,3 +100,26 @@ def test_rope_errors_name_the_problem():
         rope(torch.randn(5, 8), torch.arange(5))
     with pytest.raises(ValueError, match="built for d_head=8"):
         rope(torch.randn(3, 6), torch.arange(3))
+
+
+def test_rope_per_sequence_positions_of_shape_b1t():
+    rope = RotaryPositionalEmbedding(8, 32)
+    x = torch.randn(3, 4, 5, 8)  # (B, H, T, d)
+    positions = torch.stack([torch.randperm(32)[:5] for _ in range(3)])  # (B, T), different per sequence
+    out = rope(x, positions[:, None, :])
+    for b in range(3):
+        torch.testing.assert_close(out[b], _rope_complex_reference(x[b], positions[b], 10000.0), rtol=1e-5, atol=1e-5)
+
+
+def test_rope_rejects_positions_that_would_pair_sequences_with_heads():
+    rope = RotaryPositionalEmbedding(8, 32)
+    x = torch.randn(4, 4, 5, 8)  # B == H: a (B, T) tensor would broadcast silently against (H, T)
+    msg = r"token_positions of shape \(4, 5\) do not fit x of shape \(4, 4, 5, 8\).*use \(B, 1, T\)"
+    with pytest.raises(ValueError, match=msg):
+        rope(x, torch.zeros(4, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must be \(T,\) with T=5"):
+        rope(x, torch.arange(6))
+    with pytest.raises(ValueError, match=r"broadcastable to \(4, 4, 5\)"):
+        rope(x, torch.zeros(2, 4, 4, 5, dtype=torch.long))  # would add a dimension
+    with pytest.raises(ValueError, match=r"token_positions of shape \(\)"):
+        rope(x, torch.tensor(3))

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -41,12 +43,57 @@ def test_top_p_hand_example():
 
 def test_sampling_errors():
     logits = torch.zeros(1, 4)
-    with pytest.raises(ValueError, match="temperature must be >= 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
         next_token_distribution(logits, -1)
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
         next_token_distribution(logits, top_k=0)
-    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\]"):
         next_token_distribution(logits, top_p=1.5)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -float("inf"), -0.5, "0.7", True, None])
+def test_bad_temperatures_are_clear_errors(temperature):
+    with pytest.raises(ValueError, match=rf"temperature must be a finite number >= 0 \(0 = greedy\), got {re.escape(repr(temperature))}"):
+        next_token_distribution(torch.randn(2, 5), temperature)
+
+
+def test_underflowing_temperature_is_a_clear_error_not_nan():
+    logits = torch.tensor([[1.0, 2.0, -3.0]])
+    # 2 / 1e-45 overflows float32: without the check softmax would return NaN
+    assert torch.isnan(torch.softmax(logits / 1e-45, dim=-1)).any()
+    with pytest.raises(ValueError, match=r"temperature 1e-45 is so small that logits / temperature overflow float32 to inf; use temperature=0"):
+        next_token_distribution(logits, 1e-45)
+    with pytest.raises(ValueError, match="temperature 1e-45 is so small"):
+        sample_next_token(logits, 1e-45)
+    # small but representable temperatures still work, and approach greedy
+    torch.testing.assert_close(next_token_distribution(logits, 1e-3), torch.tensor([[0.0, 1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("top_k", [0, -3, 2.5, "3", True])
+def test_bad_top_k_is_a_clear_error(top_k):
+    with pytest.raises(ValueError, match=rf"top_k must be an integer >= 1 \(or None to keep every token\), got {re.escape(repr(top_k))}"):
+        next_token_distribution(torch.randn(1, 5), top_k=top_k)
+
+
+@pytest.mark.parametrize("top_p", [0, 0.0, -0.1, 1.0001, float("nan"), "0.9", False])
+def test_bad_top_p_is_a_clear_error(top_p):
+    with pytest.raises(ValueError, match=rf"top_p must be a number in \(0, 1\] \(or None to keep every token\), got {re.escape(repr(top_p))}"):
+        next_token_distribution(torch.randn(1, 5), top_p=top_p)
+
+
+def test_nan_logits_are_a_clear_error():
+    with pytest.raises(ValueError, match="logits contain NaN"):
+        next_token_distribution(torch.tensor([[0.0, float("nan")]]))
+
+
+def test_generate_checks_its_options_before_running_the_model():
+    model = TransformerLM(CONFIG)
+    with pytest.raises(ValueError, match="temperature must be a finite number"):
+        generate(model, torch.tensor([1]), 0, temperature=float("nan"))  # even when no token is drawn
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 0, got -1"):
+        generate(model, torch.tensor([1]), -1)
+    with pytest.raises(ValueError, match=r"max_new_tokens must be an integer >= 0, got 2.0"):
+        generate(model, torch.tensor([1]), 2.0)
 
 
 def test_seeded_sampling_follows_the_distribution():

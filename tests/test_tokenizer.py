@@ -1,10 +1,21 @@
 import json
+import random
+import warnings
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyformer.tokenizer import BPETokenizer, CharTokenizer, bytes_per_token, load_tokenizer
+from tinyformer.tokenizer import (
+    _PRETOKENIZE,
+    BPETokenizer,
+    CharTokenizer,
+    _special_pattern,
+    _split_on_specials,
+    bytes_per_token,
+    load_tokenizer,
+)
 
 SPECIAL = "<|endoftext|>"
 CORPUS = (
@@ -126,17 +137,284 @@ def test_save_and_load(tmp_path, bpe):
     assert load_tokenizer(tmp_path / "char.json").chars == char.chars
 
 
-def test_corrupt_tokenizer_files(tmp_path):
+def test_unreadable_tokenizer_files(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="cannot read tokenizer file"):
+    with pytest.raises(ValueError, match="cannot read tokenizer file .*bad.json"):
         BPETokenizer.load(bad)
+    with pytest.raises(ValueError, match="cannot read tokenizer file .*missing.json"):
+        load_tokenizer(tmp_path / "missing.json")
     bad.write_text(json.dumps({"format": "something-else"}), encoding="utf-8")
-    with pytest.raises(ValueError, match="is neither a tinyformer-bpe-v1 nor a tinyformer-char-v1 file"):
+    with pytest.raises(ValueError, match=r"bad.json is neither a tinyformer-bpe-v1, tinyformer-bpe-vocab-v1 nor a "
+                                         r"tinyformer-char-v1 file \(format: 'something-else'\)"):
         load_tokenizer(bad)
-    bad.write_text(json.dumps({"format": "tinyformer-bpe-v1", "merges": [["x", 1]]}), encoding="utf-8")
-    with pytest.raises(ValueError, match="malformed merges list"):
+    bad.write_text(json.dumps({"merges": []}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.json is neither .* \(it has no 'format' key\)"):
+        load_tokenizer(bad)
+    bad.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ValueError, match="bad.json is not a tokenizer file: it holds a JSON list, not an object"):
+        load_tokenizer(bad)
+    bad.write_text(json.dumps({"format": "tinyformer-char-v1", "chars": ["a"]}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.json is not a tinyformer-bpe-v1 file \(format: 'tinyformer-char-v1'\)"):
         BPETokenizer.load(bad)
+    bad.write_text(json.dumps({"format": "tinyformer-bpe-v1", "merges": [], "special_tokens": []}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.json is not a tinyformer-char-v1 file \(format: 'tinyformer-bpe-v1'\)"):
+        CharTokenizer.load(bad)
+
+
+BPE_OK = {"format": "tinyformer-bpe-v1", "special_tokens": ["<|x|>"], "merges": [[97, 98], [257, 99]]}
+CHAR_OK = {"format": "tinyformer-char-v1", "chars": ["a", "b", "\n"]}
+VOCAB_OK = {
+    "format": "tinyformer-bpe-vocab-v1",
+    "special_tokens": [],
+    "vocab": {**{str(i): bytes([i]).hex() for i in range(256)}, "300": b"ab".hex()},
+    "merges": [["61", "62"]],
+}
+
+BAD_FILES = {
+    # BPE, our layout
+    "float merge id": ({**BPE_OK, "merges": [[97, 98.0]]}, r"merges\[0\] must be a pair of integer token ids, got \[97, 98.0\]"),
+    "bool merge id": ({**BPE_OK, "merges": [[True, 98]]}, r"merges\[0\] must be a pair of integer token ids, got \[True, 98\]"),
+    "string merge id": ({**BPE_OK, "merges": [["x", 1]]}, r"merges\[0\] must be a pair of integer token ids, got \['x', 1\]"),
+    "merge of three": ({**BPE_OK, "merges": [[97, 98, 99]]}, r"merges\[0\] must be a pair of integer token ids"),
+    "duplicated merge": ({**BPE_OK, "merges": [[97, 98], [99, 100], [97, 98]]}, r"merges\[2\] \[97, 98\] repeats merges\[0\]"),
+    "merge of unknown id": ({**BPE_OK, "merges": [[97, 300]]}, r"merge 0 \(97, 300\) uses token id 300, which is not a byte or an earlier merge"),
+    "merge of a special token": ({**BPE_OK, "merges": [[256, 97]]}, r"merge 0 \(256, 97\) uses token id 256"),
+    "merges not a list": ({**BPE_OK, "merges": {"0": [97, 98]}}, r"'merges' must be a list of \[left id, right id\] pairs, got dict"),
+    "missing merges": ({"format": "tinyformer-bpe-v1", "special_tokens": []}, r"missing required key 'merges' \(a list of \[left id, right id\] pairs\)"),
+    "missing special_tokens": ({"format": "tinyformer-bpe-v1", "merges": []}, r"missing required key 'special_tokens'"),
+    "special tokens a string": ({**BPE_OK, "special_tokens": "<|x|>"}, r"'special_tokens' must be a list of strings, got a string '<\|x\|>'"),
+    "special token not a string": ({**BPE_OK, "special_tokens": [5]}, r"special_tokens\[0\] must be a non-empty string, got 5"),
+    "duplicate special token": ({**BPE_OK, "special_tokens": ["<|x|>", "<|x|>"]}, r"special_tokens\[1\] '<\|x\|>' repeats special_tokens\[0\]"),
+    "unexpected key": ({**BPE_OK, "vocab_size": 300}, r"unexpected key\(s\) \['vocab_size'\] in a tinyformer-bpe-v1 file"),
+    # characters
+    "chars a string": ({**CHAR_OK, "chars": "abc"}, r"'chars' must be a list of single characters, got a string 'abc'"),
+    "duplicate char": ({**CHAR_OK, "chars": ["a", "b", "a"]}, r"chars\[2\] 'a' repeats chars\[0\]"),
+    "multi-character entry": ({**CHAR_OK, "chars": ["a", "bc"]}, r"chars\[1\] must be a single character, got 'bc'"),
+    "non-string char": ({**CHAR_OK, "chars": ["a", 1]}, r"chars\[1\] must be a single character, got 1"),
+    "missing chars": ({"format": "tinyformer-char-v1"}, r"missing required key 'chars' \(a list of single characters, one per token id\)"),
+    # someone else's vocabulary
+    "vocab id not decimal": ({**VOCAB_OK, "vocab": {**VOCAB_OK["vocab"], "x1": "6162"}}, r"vocab key 'x1' is not a decimal token id"),
+    "vocab id twice": ({**VOCAB_OK, "vocab": {**VOCAB_OK["vocab"], "0300": "6163"}}, r"vocab id 300 appears twice \(as '0300'\)"),
+    "vocab bytes not hex": ({**VOCAB_OK, "vocab": {**VOCAB_OK["vocab"], "300": "zz"}}, r"vocab\['300'\] must be a string of hex digits, got 'zz'"),
+    "vocab bytes repeated": ({**VOCAB_OK, "vocab": {**VOCAB_OK["vocab"], "301": "6162"}}, r"ids 300 and 301 both spell b'ab'"),
+    "vocab merge not hex": ({**VOCAB_OK, "merges": [["61", 62]]}, r"merges\[0\] must be a string of hex digits, got 62"),
+    "vocab merge result missing": ({**VOCAB_OK, "merges": [["61", "63"]]}, r"merge 0 \(b'a', b'c'\) makes b'ac', which is not in the vocabulary"),
+    "vocab missing": ({k: v for k, v in VOCAB_OK.items() if k != "vocab"}, r"missing required key 'vocab'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_strict_loaders_name_the_file_and_the_problem(tmp_path, case):
+    content, message = BAD_FILES[case]
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"tokenizer.json.*{message}"):
+        load_tokenizer(path)
+
+
+def test_the_good_files_of_the_strict_loader_tests_load(tmp_path):
+    # the bad files above differ from these in one field only
+    path = tmp_path / "tokenizer.json"
+    for content, ids in ((BPE_OK, [257, 258, 256]), (CHAR_OK, [0, 1, 2]), (VOCAB_OK, [300, 99])):
+        path.write_text(json.dumps(content), encoding="utf-8")
+        tok = load_tokenizer(path)
+        text = tok.decode(ids)
+        assert text == {"tinyformer-bpe-v1": "ababc<|x|>", "tinyformer-char-v1": "ab\n", "tinyformer-bpe-vocab-v1": "abc"}[content["format"]]
+        assert tok.encode(text) == ids
+
+
+def test_repeated_json_keys_are_refused_not_dropped(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text('{"format": "tinyformer-char-v1", "chars": ["a"], "chars": ["b"]}', encoding="utf-8")
+    with pytest.raises(ValueError, match="tokenizer.json.*key 'chars' appears more than once in one JSON object"):
+        load_tokenizer(path)
+
+
+def test_char_tokenizer_constructor_names_the_bad_entry():
+    with pytest.raises(ValueError, match=r"needs distinct characters, but 'a' is at 0 and 2"):
+        CharTokenizer(["a", "b", "a"])
+    with pytest.raises(ValueError, match=r"needs single characters, but entry 1 is 'bc'"):
+        CharTokenizer(["a", "bc"])
+
+
+# ---------------------------------------------------------------- someone else's vocabulary
+
+
+def _permuted(tok, seed):
+    """The same tokenizer under shuffled ids: (from_vocab tokenizer, old id -> new id)."""
+    rng = random.Random(seed)
+    new_ids = rng.sample(range(10 * tok.vocab_size), tok.vocab_size)  # sparse, in no order
+    perm = dict(zip(sorted(tok.vocab), new_ids))
+    vocab = {perm[i]: data for i, data in tok.vocab.items()}
+    return BPETokenizer.from_vocab(vocab, tok.merges_as_bytes(), tok.special_tokens), perm
+
+
+def test_from_vocab_keeps_the_given_ids(bpe, tmp_path):
+    permuted, perm = _permuted(bpe, seed=0)
+    assert permuted.vocab_size == bpe.vocab_size
+    assert permuted.special_to_id[SPECIAL] == perm[bpe.special_to_id[SPECIAL]]
+    texts = [CORPUS, f"unseen wörds{SPECIAL}and   spaces\n", "", "🙂" * 7 + "aaaaaaa"]
+    for text in texts:
+        ids = bpe.encode(text)
+        assert permuted.encode(text) == [perm[i] for i in ids]
+        assert permuted.decode(permuted.encode(text)) == text
+        assert permuted.decode([perm[i] for i in ids]) == bpe.decode(ids)
+    assert list(permuted.encode_iterable(CORPUS.splitlines(keepends=True))) == permuted.encode(CORPUS)
+    unused = next(i for i in range(max(permuted.vocab)) if i not in permuted.vocab)
+    with pytest.raises(ValueError, match=rf"unknown token id {unused}: this tokenizer has 340 ids, from \d+ to \d+, with gaps"):
+        permuted.decode([unused])
+    # it saves in the vocabulary format and loads back with the same ids
+    permuted.save(tmp_path / "vocab.json")
+    assert json.loads((tmp_path / "vocab.json").read_text())["format"] == "tinyformer-bpe-vocab-v1"
+    loaded = load_tokenizer(tmp_path / "vocab.json")
+    assert loaded.vocab == permuted.vocab and loaded.encode(CORPUS) == permuted.encode(CORPUS)
+
+
+def test_from_vocab_with_our_own_layout_equals_the_trained_tokenizer(bpe):
+    same = BPETokenizer.from_vocab(bpe.vocab, bpe.merges_as_bytes(), [SPECIAL])
+    assert same.merges == bpe.merges and same.encode(CORPUS) == bpe.encode(CORPUS)
+
+
+def _byte_vocab(extra=None):
+    return {**{i: bytes([i]) for i in range(256)}, **(extra or {})}
+
+
+FROM_VOCAB_ERRORS = {
+    "merge of unknown bytes": (_byte_vocab(), [(b"a", b"\xff\xfe")], (), r"merge 0 \(b'a', b'\\xff\\xfe'\) uses b'\\xff\\xfe', which is not in the vocabulary"),
+    "merge result missing": (_byte_vocab(), [(b"a", b"b")], (), r"merge 0 \(b'a', b'b'\) makes b'ab', which is not in the vocabulary"),
+    "two ids, same bytes": (_byte_vocab({300: b"ab", 301: b"ab"}), [], (), r"ids 300 and 301 both spell b'ab'"),
+    "a byte missing": ({i: bytes([i]) for i in range(1, 256)}, [], (), r"vocab lacks 1 single bytes \(0x00\)"),
+    "repeated merge": (_byte_vocab({300: b"ab"}), [(b"a", b"b"), (b"a", b"b")], (), r"merge 1 \(b'a', b'b'\) repeats merge 0"),
+    "part made by no earlier merge": (_byte_vocab({300: b"ab", 301: b"abc"}), [(b"ab", b"c"), (b"a", b"b")], (),
+                                      r"merge 0 \(b'ab', b'c'\) uses b'ab' \(id 300\), which is neither a single byte nor made by an earlier merge"),
+    "merge part not bytes": (_byte_vocab(), [("a", b"b")], (), r"merge 0 must be a pair of bytes, got \('a', b'b'\)"),
+    "special token not in vocab": (_byte_vocab(), [], ["<|eot|>"], r"special token '<\|eot\|>' is not in the vocabulary"),
+    "special token a single byte": (_byte_vocab(), [], ["a"], r"special token 'a' is a single byte"),
+    "merge makes a special token": (_byte_vocab({300: b"ab"}), [(b"a", b"b")], ["ab"], r"merge 0 \(b'a', b'b'\) makes special token 'ab'"),
+    "special tokens as one string": (_byte_vocab(), [], "<|eot|>", r"special_tokens must be a list of strings, got a single str"),
+    "string bytes": (_byte_vocab({300: "ab"}), [], (), r"vocab\[300\] must be non-empty bytes, got 'ab'"),
+    "empty bytes": (_byte_vocab({300: b""}), [], (), r"vocab\[300\] must be non-empty bytes, got b''"),
+    "negative id": (_byte_vocab({-1: b"ab"}), [], (), r"vocab ids must be >= 0, got -1"),
+    "bool id": ({**{i: bytes([i]) for i in range(256) if i != 1}, True: b"\x01"}, [], (), r"each vocab key must be an integer token id, got True"),
+    "not a mapping": ([(0, b"a")], [], (), r"vocab must be a mapping from token id to bytes, got list"),
+}
+
+
+@pytest.mark.parametrize("case", list(FROM_VOCAB_ERRORS))
+def test_from_vocab_errors_name_the_problem(case):
+    vocab, merges, special, message = FROM_VOCAB_ERRORS[case]
+    with pytest.raises(ValueError, match=message):
+        BPETokenizer.from_vocab(vocab, merges, special)
+
+
+def test_merge_ids_must_be_integers():
+    with pytest.raises(ValueError, match=r"merge 0 \(97, 98.0\): each id must be an integer token id, got 98.0 \(float\)"):
+        BPETokenizer([(97, 98.0)])
+    with pytest.raises(ValueError, match=r"merge 1 \(97, 98\) repeats merge 0"):
+        BPETokenizer([(97, 98), (97, 98)])
+
+
+# ---------------------------------------------------------------- the fast trainer equals a simple one
+
+
+def _reference_train(text, vocab_size, special_tokens=()):
+    """BPE training written the slow, obvious way: recount every pair of every
+    pre-token after each merge, take the most frequent (ties: greater bytes, then
+    smaller ids), replace it left to right."""
+    words = Counter()
+    for part, special in _split_on_specials(text, _special_pattern(special_tokens)):
+        if not special:
+            words.update(tuple(w.encode()) for w in _PRETOKENIZE.findall(part))
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges, next_id = [], 256 + len(special_tokens)
+    while next_id < vocab_size:
+        counts = Counter()
+        for word, n in words.items():
+            for pair in zip(word, word[1:]):
+                counts[pair] += n
+        if not counts:
+            break
+        a, b = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]], -p[0], -p[1]))
+        merged = Counter()
+        for word, n in words.items():
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == (a, b):
+                    out.append(next_id)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged[tuple(out)] += n
+        words, vocab[next_id] = merged, vocab[a] + vocab[b]
+        merges.append((a, b))
+        next_id += 1
+    return merges
+
+
+def _reference_encode(tok, text):
+    """Encode one pre-token at a time: repeatedly apply the earliest-learned merge
+    present to every occurrence, left to right (what training did)."""
+    rank = {pair: r for r, pair in enumerate(tok.merges)}
+    ids = []
+    for piece, special in tok._pieces(text):
+        if special:
+            ids.append(tok.special_to_id[piece])
+            continue
+        tokens = list(piece.encode())
+        while len(tokens) > 1:
+            best = min((rank.get(p, len(rank)), p) for p in zip(tokens, tokens[1:]))
+            if best[0] == len(rank):
+                break
+            a, b = best[1]
+            out, i = [], 0
+            while i < len(tokens):
+                if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
+                    out.append(tok.first_merge_id + best[0])
+                    i += 2
+                else:
+                    out.append(tokens[i])
+                    i += 1
+            tokens = out
+        ids.extend(tokens)
+    return ids
+
+
+_TEXT_ALPHABET = st.sampled_from(list("aab  ba\nlé🙂1'") + ["<|s|>", "aaaa", "abab"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_TEXT_ALPHABET, max_size=60).map("".join), st.integers(256, 300), st.booleans())
+def test_fast_trainer_equals_reference_on_random_texts(text, vocab_size, with_special):
+    special = ["<|s|>"] if with_special else []
+    vocab_size = max(vocab_size, 256 + len(special))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small texts run out of pairs
+        tok = BPETokenizer.train(text, vocab_size, special_tokens=special)
+    assert tok.merges == _reference_train(text, vocab_size, special)
+    assert tok.encode(text) == _reference_encode(tok, text)
+
+
+def test_fast_trainer_equals_reference_on_long_pieces_without_whitespace():
+    rng = random.Random(0)
+    text = "".join(rng.choice("aab") for _ in range(3000)) + " " + "x" * 501 + " " + "".join(rng.choice("ab") for _ in range(2000))
+    tok = BPETokenizer.train(text, 256 + 60)
+    assert tok.merges == _reference_train(text, 256 + 60)
+    assert tok.encode(text) == _reference_encode(tok, text)
+    assert tok.decode(tok.encode(text)) == text
+    other = "".join(rng.choice("abx") for _ in range(2000))  # a long piece the merges were not learned on
+    assert tok.encode(other) == _reference_encode(tok, other)
+
+
+def test_trained_tokenizer_encodes_like_the_reference(bpe):
+    assert bpe.encode(CORPUS) == _reference_encode(bpe, CORPUS)
+
+
+def test_training_progress_bar(capsys):
+    BPETokenizer.train("ab ab ab abc", 256 + 3, progress=True)
+    err = capsys.readouterr().err
+    assert "BPE merges" in err and "3/3" in err
 
 
 _MODULE_BPE = BPETokenizer.train(CORPUS, 340, special_tokens=[SPECIAL])

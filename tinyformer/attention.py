@@ -1,7 +1,9 @@
 """Scaled dot-product attention and multi-head attention.
 
 Mask convention everywhere in tinyformer: a boolean tensor where ``True`` means
-"may attend" (the same as ``F.scaled_dot_product_attention``'s boolean mask).
+"may attend" (the same as ``F.scaled_dot_product_attention``'s boolean mask), or
+a float tensor added to the scores (0 keeps a key, -inf blocks it). A query with
+every key blocked gets a zero output, never NaN (see scaled_dot_product_attention).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .positions import RotaryPositionalEmbedding
 
 __all__ = [
     "scaled_dot_product_attention",
+    "fused_scaled_dot_product_attention",
     "causal_mask",
     "KVCache",
     "MultiHeadAttention",
@@ -37,6 +40,29 @@ def causal_mask(q_len: int, k_len: int | None = None, device=None) -> torch.Tens
     return k_pos <= q_pos
 
 
+def _check_mask(mask: torch.Tensor, scores_shape: torch.Size, who: str) -> None:
+    """The mask rules shared by both attention paths (see scaled_dot_product_attention)."""
+    if mask.dtype != torch.bool and not mask.dtype.is_floating_point:
+        raise TypeError(
+            f"{who}: attention mask must be boolean (True = may attend) or floating point "
+            f"(added to the scores: 0 keeps a key, -inf blocks it), got dtype {mask.dtype}"
+        )
+    try:
+        torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{who}: mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+            f"{tuple(scores_shape)} (..., Tq, Tk)"
+        ) from None
+    if mask.dtype.is_floating_point and bool((mask.isnan() | (mask == float("inf"))).any()):
+        raise ValueError(f"{who}: a float attention mask may hold finite values and -inf, not NaN or +inf")
+
+
+def _allowed(mask: torch.Tensor) -> torch.Tensor:
+    """Boolean view of either mask kind: True where the query may attend to the key."""
+    return mask if mask.dtype == torch.bool else mask > float("-inf")
+
+
 def scaled_dot_product_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -44,20 +70,29 @@ def scaled_dot_product_attention(
     mask: torch.Tensor | None = None,
     return_weights: bool = False,
 ):
-    """softmax(q k^T / sqrt(d_k)) v, written out.
+    """softmax(q k^T / sqrt(d_head) + mask) v, written out.
 
-    Shapes: q ``(..., Tq, Dk)``, k ``(..., Tk, Dk)``, v ``(..., Tk, Dv)``, any
-    leading batch/head dims (broadcast). ``mask`` is boolean, broadcastable to
-    ``(..., Tq, Tk)``, True = may attend. Returns ``(..., Tq, Dv)``, and the
+    Shapes: q ``(..., Tq, d_head)``, k ``(..., Tk, d_head)``, v ``(..., Tk, Dv)``,
+    any leading batch/head dims (broadcast). Returns ``(..., Tq, Dv)``, and the
     attention weights ``(..., Tq, Tk)`` too when ``return_weights``.
 
-    Why divide by sqrt(d_k): for unit-variance q and k, q.k has variance d_k.
-    Unscaled, large d_k pushes softmax into saturation, where it is almost
+    ``mask``, broadcastable to ``(..., Tq, Tk)``, is either
+      boolean   True = may attend (as ``F.scaled_dot_product_attention``), or
+      float     added to the scores: 0 keeps a key, -inf blocks it, other finite
+                values bias it (an ALiBi-style bias). NaN and +inf are refused.
+    Any other dtype is a TypeError. ``fused_scaled_dot_product_attention`` accepts
+    exactly the same masks and returns the same numbers.
+
+    Why divide by sqrt(d_head): for unit-variance q and k, q.k has variance d_head.
+    Unscaled, large d_head pushes softmax into saturation, where it is almost
     one-hot and its gradients vanish.
 
-    A query row with every key masked out has no distribution to form: its
-    weights (and output) are NaN, which is why the mask must leave each query
-    at least one key.
+    A query row with every key masked out has no distribution to form
+    (softmax of all -inf is 0/0). Such a row gets all-zero weights and an
+    all-zero output, in both paths, with zero (not NaN) gradients. Zeros, not
+    NaN, because a NaN would not stay put: the next layer mixes every position
+    with weights that are 0 for this one, and 0 * NaN = NaN, so one padded row
+    would spoil every real position after it.
     """
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
@@ -68,20 +103,63 @@ def scaled_dot_product_attention(
             f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
-    if mask is not None:
-        if mask.dtype != torch.bool:
-            raise TypeError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
-        try:
-            torch.broadcast_shapes(mask.shape, scores.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-                f"{tuple(scores.shape)} (..., Tq, Tk)"
-            ) from None
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = softmax(scores, dim=-1)  # each row sums to 1
+    if mask is None:
+        weights = softmax(scores, dim=-1)  # each row sums to 1
+    else:
+        _check_mask(mask, scores.shape, "scaled_dot_product_attention")
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.to(scores.dtype)
+        row_has_key = _allowed(mask).any(dim=-1, keepdim=True)  # (..., Tq, 1)
+        # Give empty rows finite scores before softmax so neither the forward pass
+        # nor the backward pass ever sees 0/0; the multiply then zeroes them.
+        scores = scores.masked_fill(~row_has_key, 0.0)
+        weights = softmax(scores, dim=-1) * row_has_key  # rows sum to 1, or to 0 when empty
     out = weights @ v  # (..., Tq, Tk) @ (..., Tk, Dv) -> (..., Tq, Dv)
     return (out, weights) if return_weights else out
+
+
+def fused_scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """PyTorch's ``F.scaled_dot_product_attention`` kernels under our mask rules.
+
+    Same arguments, masks and results as ``scaled_dot_product_attention`` (the
+    attention weights are never materialised, so there is no ``return_weights``).
+    PyTorch's kernels differ among themselves on a fully masked row (NaN on some
+    backends, zeros on others) and want a float mask in the query's dtype; this
+    wrapper casts the mask and zeroes empty rows itself, so the answer does not
+    depend on which kernel runs. ``enable_gqa`` lets k/v have fewer heads (dim -3)
+    than q, each shared by a group of query heads.
+    """
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must share their last dimension: q {tuple(q.shape)}, k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=enable_gqa)
+    scores_shape = (*q.shape[:-1], k.shape[-2])  # (..., Tq, Tk)
+    _check_mask(mask, torch.Size(scores_shape), "fused_scaled_dot_product_attention")
+    row_has_key = _allowed(mask).any(dim=-1, keepdim=True)  # (..., Tq, 1)
+    if mask.dtype != torch.bool:
+        mask = mask.to(q.dtype)
+    # Empty rows get an all-zero additive mask (finite everywhere) so no kernel
+    # divides 0 by 0; their output is then replaced by zeros.
+    if mask.dtype == torch.bool:
+        mask = mask | ~row_has_key
+    else:
+        mask = mask.masked_fill(~row_has_key, 0.0)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
+    return out * row_has_key.to(out.dtype)
 
 
 class KVCache:
@@ -164,6 +242,25 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = Linear(d_model, n_kv_heads * self.d_head, bias=bias)
         self.o_proj = Linear(n_heads * self.d_head, d_model, bias=bias)
 
+    @staticmethod
+    def _head_broadcast_positions(token_positions: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        """Positions ready to rotate q/k of shape (B, H, T, Dh).
+
+        A (B, T) tensor must become (B, 1, T): left as it is, it would broadcast
+        against (H, T), pairing sequence b's positions with head b.
+        """
+        if not isinstance(token_positions, torch.Tensor):
+            raise TypeError(f"token_positions must be an integer tensor, got {type(token_positions).__name__}")
+        shape = tuple(token_positions.shape)
+        if token_positions.dim() == 1 and shape[0] == T:
+            return token_positions  # (T,): broadcasts over B and H
+        if token_positions.dim() == 2 and shape[1] == T and shape[0] in (1, B):
+            return token_positions[:, None, :]  # (B or 1, 1, T)
+        raise ValueError(
+            f"token_positions must have shape (T,), (1, T) or (B, T) = ({T},), (1, {T}) or ({B}, {T}) "
+            f"for x of shape (B={B}, T={T}, D), got {shape}"
+        )
+
     def _split_heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
         return x.view(B, T, n, self.d_head).transpose(1, 2)  # (B, T, n*Dh) -> (B, n, T, Dh)
@@ -177,7 +274,14 @@ class MultiHeadAttention(nn.Module):
         return_weights: bool = False,
         kv_cache: KVCache | None = None,
     ):
-        """See the class docstring. ``mask`` is boolean, broadcastable to ``(B, H, T, S)``.
+        """See the class docstring.
+
+        ``mask``: boolean (True = may attend) or float (added to the scores),
+        broadcastable to ``(B, H, T, S)``; with ``causal`` it is combined with the
+        causal mask. A query left with no key gets a zero output (both paths).
+        ``token_positions`` (RoPE only): the positions of the T queries, shape
+        ``(T,)`` or ``(1, T)`` (shared by the batch) or ``(B, T)`` (one row per
+        sequence); by default ``past, ..., past + T - 1`` after a KV cache's ``past``.
 
         Returns ``(B, T, D)``, plus per-head weights ``(B, H, T, S)`` if ``return_weights``.
         """
@@ -197,24 +301,33 @@ class MultiHeadAttention(nn.Module):
         v = self._split_heads(self.v_proj(source), self.n_kv_heads)
 
         past = len(kv_cache) if kv_cache is not None else 0
+        if token_positions is not None and (self.rope is None or is_cross):
+            raise ValueError(
+                "token_positions are only used to rotate queries and keys in RoPE self-attention; "
+                + ("this is cross-attention" if is_cross else "this attention has no rope")
+            )
         if self.rope is not None and not is_cross:
             if token_positions is None:
                 token_positions = torch.arange(past, past + T, device=x.device)
-            q, k = self.rope(q, token_positions), self.rope(k, token_positions)
+            positions = self._head_broadcast_positions(token_positions, B, T)  # (T,) or (B or 1, 1, T)
+            q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, Hkv, past + T, Dh)
         S = k.shape[-2]
 
         if self.causal:
             allowed = causal_mask(T, S, device=x.device)  # (T, S)
-            mask = allowed if mask is None else mask & allowed
+            if mask is None:
+                mask = allowed
+            elif mask.dtype == torch.bool:
+                mask = mask & allowed
+            else:
+                mask = mask.masked_fill(~allowed, float("-inf"))
 
         if self.attn_impl == "fused":
             if return_weights:
                 raise ValueError("the fused kernel never materialises the weights; use attn_impl='scratch'")
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads
-            )
+            out = fused_scaled_dot_product_attention(q, k, v, mask, enable_gqa=self.n_kv_heads != self.n_heads)
             weights = None
         else:
             if self.n_kv_heads != self.n_heads:

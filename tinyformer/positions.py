@@ -90,8 +90,10 @@ class LearnedPositionalEmbedding(nn.Module):
 class RotaryPositionalEmbedding(nn.Module):
     """RoPE (Su et al., RoFormer): rotate each pair ``(x[2k], x[2k+1])`` by ``p * theta^(-2k/d)``.
 
-    Input ``x (..., T, d)`` and ``token_positions (..., T)`` (broadcastable to x's
-    leading dims) -> rotated ``(..., T, d)``. Applied to queries and keys, it makes
+    Input ``x (..., T, d)`` and integer ``token_positions``, either ``(T,)`` (the
+    same positions for every row) or with one dim per leading dim of x,
+    broadcastable to ``(..., T)`` (e.g. ``(B, 1, T)``, one row per sequence, when
+    x is ``(B, H, T, d)``) -> rotated ``(..., T, d)``. Applied to queries and keys, it makes
     q_m . k_n depend on the positions only through m - n: attention sees
     relative distance, with no parameters. cos/sin are cached up to max_seq_len.
     """
@@ -110,6 +112,22 @@ class RotaryPositionalEmbedding(nn.Module):
         if x.shape[-1] != self.d_head:
             raise ValueError(f"RoPE built for d_head={self.d_head}, got input of shape {tuple(x.shape)}")
         _check_positions(token_positions, self.max_seq_len, "RotaryPositionalEmbedding")
+        # Positions are (T,), shared by every row, or spell out every leading dim of x:
+        # a (B, T) tensor against (B, H, T, d) would broadcast against (H, T) and
+        # pair sequence b with head b, so it is refused (use (B, 1, T)).
+        leading = tuple(x.shape[:-1])
+        try:
+            fits = torch.broadcast_shapes(token_positions.shape, leading) == leading
+        except RuntimeError:
+            fits = False
+        fits = fits and token_positions.dim() in (1, len(leading)) and token_positions.shape[-1] == x.shape[-2]
+        if not fits:
+            raise ValueError(
+                f"RotaryPositionalEmbedding: token_positions of shape {tuple(token_positions.shape)} do not fit "
+                f"x of shape {tuple(x.shape)}: they must be (T,) with T={x.shape[-2]}, or have one dim per "
+                f"leading dim of x, broadcastable to {leading} (for x of shape (B, H, T, d_head) and one row "
+                f"of positions per sequence, use (B, 1, T))"
+            )
         cos = self.cos[token_positions].to(x.dtype)  # (..., T, d/2)
         sin = self.sin[token_positions].to(x.dtype)
         x_even, x_odd = x[..., 0::2], x[..., 1::2]  # (..., T, d/2) each

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import nn
 
 from .layers import softmax
 
 __all__ = ["next_token_distribution", "sample_next_token", "generate"]
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _check_sampling_options(temperature, top_k, top_p) -> None:
+    """One clear error per bad knob, before any tensor work."""
+    if not _is_real(temperature) or math.isnan(temperature) or math.isinf(temperature) or temperature < 0:
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}"
+        )
+    if top_k is not None and (not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1):
+        raise ValueError(f"top_k must be an integer >= 1 (or None to keep every token), got {top_k!r}")
+    if top_p is not None and (not _is_real(top_p) or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be a number in (0, 1] (or None to keep every token), got {top_p!r}")
 
 
 def next_token_distribution(
@@ -19,22 +38,28 @@ def next_token_distribution(
     """Turn logits ``(..., V)`` into the probabilities ``(..., V)`` that sampling draws from.
 
     temperature  divides the logits: < 1 sharpens, > 1 flattens, 0 is greedy
-                 (all mass on the argmax).
+                 (all mass on the argmax). Must be finite and >= 0; one so small
+                 that logits / temperature overflow to inf is an error (use 0).
     top_k        keep the k most likely tokens, renormalise.
     top_p        keep the smallest set of most likely tokens whose mass reaches p
                  (nucleus sampling), renormalise. The token that crosses p is kept.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    _check_sampling_options(temperature, top_k, top_p)
     logits = logits.float()
+    if bool(logits.isnan().any()):
+        raise ValueError("logits contain NaN: the model's output is broken, there is no distribution to sample")
     if temperature == 0:
         greedy = torch.zeros_like(logits)
         return greedy.scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
-    logits = logits / temperature
+    scaled = logits / temperature
+    if bool((scaled.isinf() & logits.isfinite()).any()):
+        # e.g. temperature=1e-45: logits / temperature overflows float32 to inf, and
+        # softmax of inf is NaN. Greedy decoding is what such a temperature means.
+        raise ValueError(
+            f"temperature {temperature!r} is so small that logits / temperature overflow float32 to inf; "
+            f"use temperature=0 for greedy decoding, or a temperature of at least about 1e-30"
+        )
+    logits = scaled
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -85,8 +110,9 @@ def generate(
     Stops early when every row has produced ``eos_id``. Returns the prompt
     followed by the new tokens, with the prompt's shape.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not isinstance(max_new_tokens, numbers.Integral) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    _check_sampling_options(temperature, top_k, top_p)  # even when no token is drawn
     squeeze = prompt.dim() == 1
     ids = prompt[None] if squeeze else prompt
     if ids.dim() != 2 or ids.shape[1] == 0:

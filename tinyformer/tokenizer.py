@@ -12,7 +12,7 @@ import json
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import regex
@@ -41,22 +41,71 @@ def _utf8(text: str) -> bytes:
         ) from None
 
 
-_NO_MERGE = float("inf")
-
-
 class _WrongFormat(ValueError):
     pass
 
 
-def _read_json(path: str | os.PathLike, expected_format: str) -> dict:
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen = set()
+        repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {repeated!r} appears more than once in one JSON object")
+    return data
+
+
+def _read_json(path: str | os.PathLike) -> dict:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        # json.loads would keep the last of two equal keys and drop the other in silence
+        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read tokenizer file {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != expected_format:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise _WrongFormat(f"{path} is not a {expected_format} file (format: {found!r})")
+    if not isinstance(data, dict):
+        raise _WrongFormat(f"{path} is not a tokenizer file: it holds a JSON {type(data).__name__}, not an object")
     return data
+
+
+def _check_fields(path, data: dict, expected_format: str, fields: dict[str, str]) -> None:
+    """The format tag, then exactly the keys ``fields`` names (key -> what it holds)."""
+    if "format" not in data:
+        raise _WrongFormat(f"{path} is not a {expected_format} file: it has no 'format' key")
+    if data["format"] != expected_format:
+        raise _WrongFormat(f"{path} is not a {expected_format} file (format: {data['format']!r})")
+    for key, what in fields.items():
+        if key not in data:
+            raise ValueError(f"{path}: missing required key {key!r} ({what})")
+    unexpected = sorted(set(data) - set(fields) - {"format"})
+    if unexpected:
+        raise ValueError(f"{path}: unexpected key(s) {unexpected} in a {expected_format} file")
+
+
+def _check_list(path, value, key: str, what: str) -> list:
+    if not isinstance(value, list):
+        kind = "a string" if isinstance(value, str) else f"{type(value).__name__}"
+        raise ValueError(f"{path}: {key!r} must be a list of {what}, got {kind} {value!r:.60}")
+    return value
+
+
+def _first_repeat(items: list) -> tuple[int, int] | None:
+    """(first index, later index) of the first value that occurs twice, or None."""
+    seen: dict = {}
+    for i, item in enumerate(items):
+        key = tuple(item) if isinstance(item, list) else item
+        if key in seen:
+            return seen[key], i
+        seen[key] = i
+    return None
+
+
+def _load_special_tokens(path, data: dict) -> list[str]:
+    tokens = _check_list(path, data["special_tokens"], "special_tokens", "strings")
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, str) or not tok:
+            raise ValueError(f"{path}: special_tokens[{i}] must be a non-empty string, got {tok!r}")
+    repeat = _first_repeat(tokens)
+    if repeat:
+        raise ValueError(f"{path}: special_tokens[{repeat[1]}] {tokens[repeat[1]]!r} repeats special_tokens[{repeat[0]}]")
+    return tokens
 
 
 def _special_pattern(special_tokens: Iterable[str]):
@@ -76,19 +125,6 @@ def _split_on_specials(text: str, pattern) -> Iterator[tuple[str, bool]]:
             yield part, i % 2 == 1  # split() puts captured specials at odd indices
 
 
-def _merge_pair(tokens: list[int], a: int, b: int, new_id: int) -> list[int]:
-    """Replace every non-overlapping occurrence of the pair (a, b), left to right, by new_id."""
-    merged, i = [], 0
-    while i < len(tokens):
-        if i + 1 < len(tokens) and tokens[i] == a and tokens[i + 1] == b:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(tokens[i])
-            i += 1
-    return merged
-
-
 class CharTokenizer:
     """One token per character, with the vocabulary taken from a training text.
 
@@ -100,8 +136,14 @@ class CharTokenizer:
 
     def __init__(self, chars: Iterable[str]):
         self.chars = list(chars)
-        if len(set(self.chars)) != len(self.chars) or any(len(c) != 1 for c in self.chars):
-            raise ValueError("CharTokenizer needs distinct single characters")
+        for i, c in enumerate(self.chars):
+            if not isinstance(c, str) or len(c) != 1:
+                raise ValueError(f"CharTokenizer needs single characters, but entry {i} is {c!r}")
+        repeat = _first_repeat(self.chars)
+        if repeat:
+            raise ValueError(
+                f"CharTokenizer needs distinct characters, but {self.chars[repeat[1]]!r} is at {repeat[0]} and {repeat[1]}"
+            )
         self.stoi = {c: i for i, c in enumerate(self.chars)}
 
     @classmethod
@@ -134,8 +176,16 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CharTokenizer":
-        data = _read_json(path, cls.FORMAT)
-        return cls(data["chars"])
+        data = _read_json(path)
+        _check_fields(path, data, cls.FORMAT, {"chars": "a list of single characters, one per token id"})
+        chars = _check_list(path, data["chars"], "chars", "single characters")
+        for i, c in enumerate(chars):
+            if not isinstance(c, str) or len(c) != 1:
+                raise ValueError(f"{path}: chars[{i}] must be a single character, got {c!r}")
+        repeat = _first_repeat(chars)
+        if repeat:
+            raise ValueError(f"{path}: chars[{repeat[1]}] {chars[repeat[1]]!r} repeats chars[{repeat[0]}]")
+        return cls(chars)
 
 
 class _MaxPair:
@@ -151,32 +201,214 @@ class _MaxPair:
         return self.key > other.key
 
 
+class _PairIndex:
+    """Every adjacent token pair of the training text, counted and located.
+
+    All distinct pre-tokens sit in one doubly linked list of cells (``sym`` the
+    token id, ``prv``/``nxt`` the neighbours inside the same pre-token, -1 at its
+    ends, ``weight`` how often the pre-token occurs). ``where[pair]`` holds the
+    cells where the pair starts. A merge visits only the cells of the merged
+    pair and fixes the counts of the pairs on either side, so training costs
+    about the number of tokens it removes, not (merges x text length): a piece of
+    a million letters with no space in it is no slower than a million words.
+    """
+
+    def __init__(self, word_counts: Counter):
+        self.sym: list[int] = []
+        self.prv: list[int] = []
+        self.nxt: list[int] = []
+        self.weight: list[int] = []
+        self.counts: Counter[tuple[int, int]] = Counter()
+        self.where: dict[tuple[int, int], set[int]] = {}
+        for word, n in word_counts.items():
+            data = _utf8(word)
+            start = len(self.sym)
+            for i, byte in enumerate(data):
+                self.sym.append(byte)
+                self.prv.append(start + i - 1 if i else -1)
+                self.nxt.append(start + i + 1 if i + 1 < len(data) else -1)
+                self.weight.append(n)
+            for i in range(start, start + len(data) - 1):
+                self._add((data[i - start], data[i - start + 1]), i, n)
+
+    def _add(self, pair: tuple[int, int], cell: int, n: int) -> None:
+        self.counts[pair] += n
+        self.where.setdefault(pair, set()).add(cell)
+
+    def _remove(self, pair: tuple[int, int], cell: int, n: int) -> None:
+        self.counts[pair] -= n
+        cells = self.where.get(pair)
+        if cells is not None:
+            cells.discard(cell)
+
+    def merge(self, pair: tuple[int, int], new_id: int) -> set[tuple[int, int]]:
+        """Replace every occurrence of ``pair``, left to right without overlaps
+        (``a a a`` -> ``aa a``), by ``new_id``. Returns the pairs whose count changed."""
+        a, b = pair
+        sym, prv, nxt = self.sym, self.prv, self.nxt
+        changed = {pair}
+        for i in sorted(self.where.pop(pair, ())):  # cell order is text order inside each pre-token
+            j = nxt[i]
+            if sym[i] != a or j < 0 or sym[j] != b:
+                continue  # an overlapping occurrence just before this one took its first token
+            n, left, right = self.weight[i], prv[i], nxt[j]
+            if left >= 0:
+                self._remove((sym[left], a), left, n)
+                self._add((sym[left], new_id), left, n)
+                changed.update(((sym[left], a), (sym[left], new_id)))
+            if right >= 0:
+                self._remove((b, sym[right]), j, n)
+                self._add((new_id, sym[right]), i, n)
+                changed.update(((b, sym[right]), (new_id, sym[right])))
+            self.counts[pair] -= n
+            sym[i], sym[j] = new_id, -1  # cell j leaves the list
+            nxt[i] = right
+            if right >= 0:
+                prv[right] = i
+        return changed
+
+
+def _check_id(value, what: str) -> int:
+    # bool is an int subclass and float ids round silently: both are refused
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer token id, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_special_tokens(special_tokens) -> list[str]:
+    if isinstance(special_tokens, (str, bytes)):
+        raise ValueError(f"special_tokens must be a list of strings, got a single {type(special_tokens).__name__} {special_tokens!r}")
+    tokens = list(special_tokens)
+    for tok in tokens:
+        if not isinstance(tok, str) or not tok:
+            raise ValueError(f"each special token must be a non-empty string, got {tok!r}")
+    repeat = _first_repeat(tokens)
+    if repeat:
+        raise ValueError(f"special tokens must be distinct, {tokens[repeat[1]]!r} is listed twice")
+    return tokens
+
+
 class BPETokenizer:
     """Byte-level BPE with special tokens.
 
-    ids 0..255 are the raw bytes, then the special tokens, then one id per merge
-    in the order it was learned. ``decode(encode(s)) == s`` for every string.
+    Built by ``train`` (or from its saved merges), ids 0..255 are the raw bytes,
+    then the special tokens, then one id per merge in the order it was learned.
+    ``from_vocab`` instead takes someone else's vocabulary and merges and keeps
+    their ids. Either way ``decode(encode(s)) == s`` for every string.
     """
 
-    FORMAT = "tinyformer-bpe-v1"
+    FORMAT = "tinyformer-bpe-v1"  # our own id layout: merges as id pairs
+    VOCAB_FORMAT = "tinyformer-bpe-vocab-v1"  # any id layout: vocabulary and merges as bytes (hex)
 
     def __init__(self, merges: list[tuple[int, int]], special_tokens: Iterable[str] = ()):
-        self.special_tokens = list(dict.fromkeys(special_tokens))
-        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
-        for tok in self.special_tokens:
-            self.vocab[len(self.vocab)] = _utf8(tok)
-        self.special_to_id = {tok: 256 + i for i, tok in enumerate(self.special_tokens)}
-        self.first_merge_id = len(self.vocab)
+        special_tokens = _check_special_tokens(special_tokens)
+        vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        for tok in special_tokens:
+            vocab[len(vocab)] = _utf8(tok)
+        special_to_id = {tok: 256 + i for i, tok in enumerate(special_tokens)}
+        first_merge_id = len(vocab)
         # Merges are id pairs, not byte pairs: two merges may spell the same bytes.
-        self.merges: list[tuple[int, int]] = []
+        id_merges, results = [], []
+        for rank, pair in enumerate(merges):
+            if isinstance(pair, (str, bytes)) or len(pair) != 2:
+                raise ValueError(f"merge {rank} must be a pair of token ids, got {pair!r}")
+            a, b = (_check_id(x, f"merge {rank} ({pair[0]!r}, {pair[1]!r}): each id") for x in pair)
+            for x in (a, b):
+                if x not in vocab or x in special_to_id.values():
+                    raise ValueError(f"merge {rank} ({a}, {b}) uses token id {x}, which is not a byte or an earlier merge")
+            vocab[first_merge_id + rank] = vocab[a] + vocab[b]
+            id_merges.append((a, b))
+            results.append(first_merge_id + rank)
+        self._setup(vocab, special_tokens, special_to_id, id_merges, results, list(range(256)))
+        self.first_merge_id = first_merge_id
+
+    @classmethod
+    def from_vocab(
+        cls,
+        vocab: Mapping[int, bytes],
+        merges: Iterable[tuple[bytes, bytes]],
+        special_tokens: Iterable[str] = (),
+    ) -> "BPETokenizer":
+        """A tokenizer from someone else's vocabulary and merges, keeping their ids.
+
+        ``vocab`` maps each id to its bytes; every single byte must be in it (or some
+        text could not be encoded) and no two ids may spell the same bytes.
+        ``merges`` are byte pairs in priority order (GPT-2's ``merges.txt``): each
+        part is a single byte or the result of an earlier merge, and the joined
+        bytes are in ``vocab``. Each special token (a string) must be in ``vocab``
+        as its UTF-8 bytes and is never split. Vocabulary entries that no merge
+        makes are kept: ``decode`` reads them, ``encode`` never produces them.
+        """
+        if not isinstance(vocab, Mapping):
+            raise ValueError(f"vocab must be a mapping from token id to bytes, got {type(vocab).__name__}")
+        vocab = dict(vocab)
+        id_of: dict[bytes, int] = {}
+        for i, data in vocab.items():
+            _check_id(i, "each vocab key")
+            if i < 0:
+                raise ValueError(f"vocab ids must be >= 0, got {i}")
+            if not isinstance(data, bytes) or not data:
+                raise ValueError(f"vocab[{i}] must be non-empty bytes, got {data!r}")
+            if data in id_of:
+                raise ValueError(f"ids {id_of[data]} and {i} both spell {data!r}: each token's bytes must be unique")
+            id_of[data] = i
+        missing = [b for b in range(256) if bytes([b]) not in id_of]
+        if missing:
+            shown = ", ".join(f"0x{b:02x}" for b in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            raise ValueError(
+                f"vocab lacks {len(missing)} single bytes ({shown}): byte-level BPE needs all 256 to encode any text"
+            )
+        special_tokens = _check_special_tokens(special_tokens)
+        special_to_id = {}
+        for tok in special_tokens:
+            data = _utf8(tok)
+            if data not in id_of:
+                raise ValueError(f"special token {tok!r} is not in the vocabulary: give it an id in vocab")
+            if len(data) == 1:
+                raise ValueError(f"special token {tok!r} is a single byte: it would make that byte unencodable as text")
+            special_to_id[tok] = id_of[data]
+        made = {id_of[bytes([b])] for b in range(256)}  # ids a merge may use so far
+        id_merges, results, seen = [], [], {}
+        for rank, pair in enumerate(merges):
+            if isinstance(pair, (str, bytes)) or len(pair) != 2 or not all(isinstance(x, bytes) for x in pair):
+                raise ValueError(f"merge {rank} must be a pair of bytes, got {pair!r}")
+            left, right = pair
+            for part in (left, right):
+                if part not in id_of:
+                    raise ValueError(f"merge {rank} ({left!r}, {right!r}) uses {part!r}, which is not in the vocabulary")
+                if id_of[part] not in made:
+                    raise ValueError(
+                        f"merge {rank} ({left!r}, {right!r}) uses {part!r} (id {id_of[part]}), which is neither a "
+                        f"single byte nor made by an earlier merge, so the merge could never apply"
+                    )
+            if pair in seen:
+                raise ValueError(f"merge {rank} ({left!r}, {right!r}) repeats merge {seen[pair]}")
+            seen[pair] = rank
+            result = id_of.get(left + right)
+            if result is None:
+                raise ValueError(f"merge {rank} ({left!r}, {right!r}) makes {left + right!r}, which is not in the vocabulary")
+            if result in special_to_id.values():
+                raise ValueError(f"merge {rank} ({left!r}, {right!r}) makes special token {(left + right).decode(errors='replace')!r}")
+            id_merges.append((id_of[left], id_of[right]))
+            results.append(result)
+            made.add(result)
+        tok = cls.__new__(cls)
+        tok._setup(vocab, special_tokens, special_to_id, id_merges, results, [id_of[bytes([b])] for b in range(256)])
+        tok.first_merge_id = None  # ids follow the given vocabulary, not our layout
+        return tok
+
+    def _setup(self, vocab, special_tokens, special_to_id, merges, merge_results, byte_ids) -> None:
+        self.vocab: dict[int, bytes] = vocab
+        self.special_tokens: list[str] = special_tokens
+        self.special_to_id: dict[str, int] = special_to_id
+        self.merges: list[tuple[int, int]] = merges  # (left id, right id), in priority order
+        self._merge_results: list[int] = merge_results  # the id each merge makes
+        self._byte_ids: list[int] = byte_ids  # the id of each byte value
         self._merge_rank: dict[tuple[int, int], int] = {}
-        for rank, (a, b) in enumerate(merges):
-            a, b = int(a), int(b)
-            if a not in self.vocab or b not in self.vocab or a in self.special_to_id.values() or b in self.special_to_id.values():
-                raise ValueError(f"merge {rank} ({a}, {b}) uses a token id that is not a byte or an earlier merge")
-            self.vocab[self.first_merge_id + rank] = self.vocab[a] + self.vocab[b]
-            self.merges.append((a, b))
-            self._merge_rank.setdefault((a, b), rank)
+        for rank, pair in enumerate(merges):
+            if pair in self._merge_rank:
+                raise ValueError(f"merge {rank} {pair} repeats merge {self._merge_rank[pair]}")
+            self._merge_rank[pair] = rank
         self._special_pattern = _special_pattern(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}
 
@@ -197,9 +429,11 @@ class BPETokenizer:
 
         Special tokens are cut out first and never take part in a merge. Ties
         between equally frequent pairs go to the lexicographically greater
-        ``(bytes_a, bytes_b)``, so training is deterministic.
+        ``(bytes_a, bytes_b)``, so training is deterministic. ``progress=True``
+        shows a tqdm bar of the merges. Time grows about linearly with the text
+        (see ``_PairIndex``), long pieces without whitespace included.
         """
-        special_tokens = list(dict.fromkeys(special_tokens))
+        special_tokens = _check_special_tokens(special_tokens)
         n_merges = vocab_size - 256 - len(special_tokens)
         if n_merges < 0:
             raise ValueError(
@@ -209,21 +443,13 @@ class BPETokenizer:
         for piece, special in _split_on_specials(text, _special_pattern(special_tokens)):
             if not special:
                 word_counts.update(_PRETOKENIZE.findall(piece))
-        words = [list(_utf8(w)) for w in word_counts]
-        counts = list(word_counts.values())
+        index = _PairIndex(word_counts)
         token_bytes: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
 
-        pair_counts: Counter[tuple[int, int]] = Counter()
-        pair_words: dict[tuple[int, int], set[int]] = {}
-        for w, (tokens, n) in enumerate(zip(words, counts)):
-            for pair in zip(tokens, tokens[1:]):
-                pair_counts[pair] += n
-                pair_words.setdefault(pair, set()).add(w)
-
         def heap_entry(pair):
-            return (-pair_counts[pair], _MaxPair((token_bytes[pair[0]], token_bytes[pair[1]])), pair)
+            return (-index.counts[pair], _MaxPair((token_bytes[pair[0]], token_bytes[pair[1]])), pair)
 
-        heap = [heap_entry(p) for p in pair_counts]
+        heap = [heap_entry(p) for p in index.counts]
         heapq.heapify(heap)
 
         merges: list[tuple[int, int]] = []
@@ -235,32 +461,17 @@ class BPETokenizer:
             bar = tqdm(total=n_merges, desc="BPE merges", unit="merge")
         while len(merges) < n_merges and heap:
             neg_count, _, pair = heapq.heappop(heap)
-            if pair_counts.get(pair, 0) != -neg_count or neg_count == 0:
+            if index.counts.get(pair, 0) != -neg_count or neg_count == 0:
                 continue  # stale entry: this pair's count changed since it was pushed
-            a, b = pair
             new_id = next_id
             next_id += 1
-            token_bytes[new_id] = token_bytes[a] + token_bytes[b]
+            token_bytes[new_id] = token_bytes[pair[0]] + token_bytes[pair[1]]
             merges.append(pair)
-            changed: set[tuple[int, int]] = set()
-            for w in pair_words.pop(pair, ()):
-                tokens, n = words[w], counts[w]
-                if not any(x == a and y == b for x, y in zip(tokens, tokens[1:])):
-                    continue
-                for old in zip(tokens, tokens[1:]):
-                    pair_counts[old] -= n
-                    changed.add(old)
-                merged = _merge_pair(tokens, a, b, new_id)
-                words[w] = merged
-                for new in zip(merged, merged[1:]):
-                    pair_counts[new] += n
-                    pair_words.setdefault(new, set()).add(w)
-                    changed.add(new)
-            for p in changed:
-                if pair_counts[p] > 0:
+            for p in index.merge(pair, new_id):
+                if index.counts[p] > 0:
                     heapq.heappush(heap, heap_entry(p))
                 else:
-                    del pair_counts[p]
+                    del index.counts[p]
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -279,21 +490,46 @@ class BPETokenizer:
         return len(self.vocab)
 
     def _encode_pretoken(self, piece: str) -> tuple[int, ...]:
+        """Apply the merges to one pre-token, earliest-learned first, as training did.
+
+        The tokens form a linked list and a heap holds (rank, position) of every
+        adjacent pair that has a merge, so each step finds the earliest merge in
+        O(log n) instead of rescanning the piece: a megabyte-long piece without
+        spaces encodes in about n log n. Equal ranks pop left to right, which
+        merges ``a a a`` as ``aa a``, like one left-to-right pass.
+        """
         cached = self._cache.get(piece)
         if cached is not None:
             return cached
-        tokens = list(_utf8(piece))
-        while len(tokens) > 1:
-            # Apply the earliest-learned merge present, as training did.
-            rank = min(self._merge_rank.get(pair, _NO_MERGE) for pair in zip(tokens, tokens[1:]))
-            if rank == _NO_MERGE:
-                break
-            (a, b), new_id = self.merges[rank], self.first_merge_id + rank
-            tokens = _merge_pair(tokens, a, b, new_id)
-        result = tuple(tokens)
-        if len(self._cache) > 200_000:  # bound memory on huge, diverse inputs
-            self._cache.clear()
-        self._cache[piece] = result
+        sym = [self._byte_ids[byte] for byte in _utf8(piece)]
+        n = len(sym)
+        nxt = list(range(1, n)) + [-1]
+        prv = list(range(-1, n - 1))
+        rank_of = self._merge_rank
+        heap = [(rank_of[pair], i) for i, pair in enumerate(zip(sym, sym[1:])) if pair in rank_of]
+        heapq.heapify(heap)
+        while heap:
+            rank, i = heapq.heappop(heap)
+            j = nxt[i]
+            if sym[i] < 0 or j < 0 or (sym[i], sym[j]) != self.merges[rank]:
+                continue  # stale: a neighbour merged since this entry was pushed
+            new_id = self._merge_results[rank]
+            sym[i], sym[j] = new_id, -1
+            nxt[i] = nxt[j]
+            if nxt[i] >= 0:
+                prv[nxt[i]] = i
+                r = rank_of.get((new_id, sym[nxt[i]]))
+                if r is not None:
+                    heapq.heappush(heap, (r, i))
+            if prv[i] >= 0:
+                r = rank_of.get((sym[prv[i]], new_id))
+                if r is not None:
+                    heapq.heappush(heap, (r, prv[i]))
+        result = tuple(t for t in sym if t >= 0)
+        if len(piece) <= 1000:  # caching huge one-off pieces would only hold memory
+            if len(self._cache) > 200_000:  # bound memory on huge, diverse inputs
+                self._cache.clear()
+            self._cache[piece] = result
         return result
 
     def _pieces(self, text: str) -> Iterator[tuple[str, bool]]:
@@ -360,7 +596,11 @@ class BPETokenizer:
         for i in ids:
             i = int(i)
             if i not in self.vocab:
-                raise ValueError(f"unknown token id {i}: this tokenizer has ids 0..{len(self.vocab) - 1}")
+                raise ValueError(
+                    f"unknown token id {i}: this tokenizer has {len(self.vocab)} ids, "
+                    f"from {min(self.vocab)} to {max(self.vocab)}"
+                    + ("" if len(self.vocab) == max(self.vocab) + 1 else ", with gaps")
+                )
             out.append(self.vocab[i])
         return b"".join(out).decode("utf-8", errors="replace")
 
@@ -370,31 +610,98 @@ class BPETokenizer:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:
-        data = {
-            "format": self.FORMAT,
-            "special_tokens": self.special_tokens,
-            "merges": [list(pair) for pair in self.merges],
-        }
+        """Write JSON: our own layout as merge id pairs (``FORMAT``); a tokenizer made by
+        ``from_vocab`` as its vocabulary and byte merges in hex (``VOCAB_FORMAT``)."""
+        if self.first_merge_id is not None:
+            data = {
+                "format": self.FORMAT,
+                "special_tokens": self.special_tokens,
+                "merges": [list(pair) for pair in self.merges],
+            }
+        else:
+            data = {
+                "format": self.VOCAB_FORMAT,
+                "special_tokens": self.special_tokens,
+                "vocab": {str(i): data.hex() for i, data in sorted(self.vocab.items())},
+                "merges": [[a.hex(), b.hex()] for a, b in self.merges_as_bytes()],
+            }
         Path(path).write_text(json.dumps(data), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
-        data = _read_json(path, cls.FORMAT)
+        """Read a file written by ``save``; every field is checked, nothing is coerced."""
+        data = _read_json(path)
+        if data.get("format") == cls.VOCAB_FORMAT:
+            return cls._load_vocab_format(path, data)
+        _check_fields(path, data, cls.FORMAT, {
+            "merges": "a list of [left id, right id] pairs",
+            "special_tokens": "a list of strings",
+        })
+        merges = _check_list(path, data["merges"], "merges", "[left id, right id] pairs")
+        for i, pair in enumerate(merges):
+            if not (isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in pair)):
+                raise ValueError(f"{path}: merges[{i}] must be a pair of integer token ids, got {pair!r}")
+        repeat = _first_repeat(merges)
+        if repeat:
+            raise ValueError(f"{path}: merges[{repeat[1]}] {merges[repeat[1]]} repeats merges[{repeat[0]}]")
+        special_tokens = _load_special_tokens(path, data)
         try:
-            merges = [(int(a), int(b)) for a, b in data["merges"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: malformed merges list: {exc}") from exc
-        return cls(merges, data.get("special_tokens", []))
+            return cls([tuple(pair) for pair in merges], special_tokens)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def _load_vocab_format(cls, path, data: dict) -> "BPETokenizer":
+        _check_fields(path, data, cls.VOCAB_FORMAT, {
+            "vocab": "an object mapping each id to its bytes in hex",
+            "merges": "a list of [left hex, right hex] byte pairs",
+            "special_tokens": "a list of strings",
+        })
+        if not isinstance(data["vocab"], dict):
+            raise ValueError(f"{path}: 'vocab' must be an object mapping ids to hex bytes, got {type(data['vocab']).__name__}")
+
+        def unhex(value, where):
+            try:
+                if not isinstance(value, str):
+                    raise ValueError
+                return bytes.fromhex(value)
+            except ValueError:
+                raise ValueError(f"{path}: {where} must be a string of hex digits, got {value!r}") from None
+
+        vocab = {}
+        for key, value in data["vocab"].items():
+            if not (key.isascii() and key.isdigit()):
+                raise ValueError(f"{path}: vocab key {key!r} is not a decimal token id")
+            if int(key) in vocab:
+                raise ValueError(f"{path}: vocab id {int(key)} appears twice (as {key!r})")
+            vocab[int(key)] = unhex(value, f"vocab[{key!r}]")
+        merges = _check_list(path, data["merges"], "merges", "[left hex, right hex] pairs")
+        byte_merges = []
+        for i, pair in enumerate(merges):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ValueError(f"{path}: merges[{i}] must be a pair of hex strings, got {pair!r}")
+            byte_merges.append(tuple(unhex(x, f"merges[{i}]") for x in pair))
+        try:
+            return cls.from_vocab(vocab, byte_merges, _load_special_tokens(path, data))
+        except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
     """Load either tokenizer from a file written by its ``save``."""
-    for cls in (BPETokenizer, CharTokenizer):
-        try:
-            return cls.load(path)
-        except _WrongFormat:
-            continue
-    raise ValueError(f"{path} is neither a {BPETokenizer.FORMAT} nor a {CharTokenizer.FORMAT} file")
+    data = _read_json(path)  # read once to see the format tag; load() re-reads (small files)
+    fmt = data.get("format")
+    if fmt in (BPETokenizer.FORMAT, BPETokenizer.VOCAB_FORMAT):
+        return BPETokenizer.load(path)
+    if fmt == CharTokenizer.FORMAT:
+        return CharTokenizer.load(path)
+    raise ValueError(
+        f"{path} is neither a {BPETokenizer.FORMAT}, {BPETokenizer.VOCAB_FORMAT} nor a {CharTokenizer.FORMAT} file "
+        + (f"(format: {fmt!r})" if "format" in data else "(it has no 'format' key)")
+    )
 
 
 def bytes_per_token(tokenizer, text: str) -> float:
