@@ -201,7 +201,7 @@ def softmax_temperature_figure(probs_by_temperature: Mapping[float, Sequence[flo
     width = 0.8 / len(temps)
     fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     for i, t in enumerate(temps):
-        ax.bar(x + (i - (len(temps) - 1) / 2) * width, _np(probs_by_temperature[t]), width, label=f"T = {t:g}")
+        ax.bar(x + (i - (len(temps) - 1) / 2) * width, _np(probs_by_temperature[t]), width, label=f"τ = {t:g}")
     ax.set_xticks(x, labels=labels if labels is not None else [str(i) for i in x])
     ax.set_ylabel("probability")
     ax.legend(frameon=False)

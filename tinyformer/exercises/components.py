@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import tinyformer as tf
-from tinyformer.tokenizer import _merge_pair
 
 from . import mistakes as wrong
 
@@ -90,6 +89,23 @@ def _count_pairs_cases():
         Case("40 random ids in 0..4", (torch.randint(0, 5, (40,), generator=g).tolist(),)),
         Case("a single id", ([7],)),
     ]
+
+
+def _merge_pair_reference(ids, a, b, new_id):
+    """The BPE merge rule on a plain list, written independently of the solution: scan left to
+    right and merge an (a, b) occurrence unless its first token was just consumed by the
+    previous merge (tinyformer's trainer applies the same rule to its linked token cells)."""
+    out, skip = [], False
+    for i, token in enumerate(ids):
+        if skip:
+            skip = False
+            continue
+        if token == a and i + 1 < len(ids) and ids[i + 1] == b:
+            out.append(new_id)
+            skip = True
+        else:
+            out.append(token)
+    return out
 
 
 def _merge_pair_cases():
@@ -495,7 +511,7 @@ COMPONENTS: list[Component] = [
     ),
     Component(
         "merge_pair", "tokens", "function", _merge_pair_cases,
-        references={"tinyformer": lambda case: _merge_pair(case.args[0], *case.args[1], case.args[2])},
+        references={"tinyformer": lambda case: _merge_pair_reference(case.args[0], *case.args[1], case.args[2])},
         mistakes=[
             Mistake(
                 "only the first occurrence is merged",
