@@ -205,6 +205,8 @@ class MultiHeadAttention(nn.Module):
             k, v = kv_cache.append(k, v)  # (B, Hkv, past + T, Dh)
         S = k.shape[-2]
 
+        # Plain causal self-attention: the fused kernel's is_causal skips building and reading a mask.
+        causal_only = self.causal and mask is None and S == T
         if self.causal:
             allowed = causal_mask(T, S, device=x.device)  # (T, S)
             mask = allowed if mask is None else mask & allowed
@@ -213,7 +215,8 @@ class MultiHeadAttention(nn.Module):
             if return_weights:
                 raise ValueError("the fused kernel never materialises the weights; use attn_impl='scratch'")
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, enable_gqa=self.n_kv_heads != self.n_heads
+                q, k, v, attn_mask=None if causal_only else mask, is_causal=causal_only,
+                enable_gqa=self.n_kv_heads != self.n_heads,
             )
             weights = None
         else:
