@@ -33,6 +33,7 @@ from .training import (
     cross_entropy,
     get_batch,
     load_checkpoint,
+    make_optimizer,
     save_checkpoint,
 )
 
@@ -181,7 +182,8 @@ def train(
     model_config = preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": tokenizer.vocab_size})
     torch.manual_seed(cfg.seed)
     model = TransformerLM(model_config).to(cfg.device)
-    optimizer = AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    # No weight decay on norm gains and biases (training.param_groups); our own AdamW.
+    optimizer = make_optimizer(model, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sampler = torch.Generator().manual_seed(cfg.seed)
     log = {"step": [], "lr": [], "train_loss": [], "val_step": [], "val_loss": []}
     start_step = 0
