@@ -96,8 +96,57 @@ def test_download_rejects_content_that_is_not_the_pinned_one(local_server, tmp_p
         download_text(base + "input.txt", "abc", cache_dir=tmp_path / "cache")
 
 
-def test_tiny_shakespeare_needs_a_pin():
+def test_tiny_shakespeare_without_a_pin_is_refused():
     from tinyformer.data import load_tiny_shakespeare
 
     with pytest.raises(ValueError, match="no pinned sha256"):
-        load_tiny_shakespeare()
+        load_tiny_shakespeare(sha256=None)
+
+
+def _shared_copy():
+    """The offline copy beside the repository (``../shared`` of the repository root, or of the
+    main checkout when this is a git worktree), or a skip that says why."""
+    from tinyformer.data import shared_tiny_shakespeare_path
+
+    path = shared_tiny_shakespeare_path()
+    if path is None:
+        pytest.skip("no ../shared/data/tinyshakespeare/input.txt beside the repository (the offline copy)")
+    return path
+
+
+def test_tiny_shakespeare_pin_is_the_real_file(local_server, tmp_path, monkeypatch):
+    import tinyformer.data as data
+
+    copy = _shared_copy()
+    www, base = local_server
+    (www / "input.txt").write_bytes(copy.read_bytes())
+    monkeypatch.setattr(data, "TINY_SHAKESPEARE_URL", base + "input.txt")  # 127.0.0.1, not the internet
+    corpus = data.load_tiny_shakespeare(cache_dir=tmp_path / "cache")  # the default pin
+    assert data.TINY_SHAKESPEARE_SHA256 == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    assert corpus.sha256 == data.TINY_SHAKESPEARE_SHA256
+    assert len(corpus.text.encode("utf-8")) == data.TINY_SHAKESPEARE_BYTES == 1_115_394
+    assert corpus.text.startswith("First Citizen:\nBefore we proceed any further, hear me speak.")
+
+
+def test_load_corpus_resolves_names_and_paths(tmp_path):
+    from tinyformer.data import load_corpus
+
+    _shared_copy()
+    shakespeare = load_corpus("tinyshakespeare")
+    assert shakespeare.name == "Tiny Shakespeare" and len(shakespeare) == 1_115_394
+    assert load_corpus("kjv").name == "King James Bible"
+    (tmp_path / "mine.txt").write_text("abc\n", encoding="utf-8")
+    assert load_corpus(str(tmp_path / "mine.txt")).text == "abc\n"
+    with pytest.raises(ValueError, match="unknown corpus 'shakespeare': expected 'kjv', 'tinyshakespeare' or the path"):
+        load_corpus("shakespeare")
+
+
+def test_a_local_copy_that_is_not_the_pinned_file_is_refused(tmp_path, monkeypatch):
+    from tinyformer.data import load_corpus
+
+    fake = tmp_path / "tinyshakespeare" / "input.txt"
+    fake.parent.mkdir()
+    fake.write_text("not Shakespeare", encoding="utf-8")
+    monkeypatch.setenv("TINYFORMER_SHARED_DATA", str(tmp_path))
+    with pytest.raises(ValueError, match="is not the pinned Tiny Shakespeare: sha256"):
+        load_corpus("tinyshakespeare")

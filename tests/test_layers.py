@@ -170,3 +170,54 @@ def test_swiglu_hidden_dim_rounds_8_thirds_up_to_64():
 def test_feed_forward_rejects_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation 'tanh'"):
         FeedForward(8, 32, activation="tanh")
+
+
+# --- the fused path: the same maths through PyTorch's kernels --------------------------------
+
+
+def _outputs_and_grads(module, x):
+    x = x.clone().requires_grad_(True)
+    out = module(x)
+    out.backward(torch.randn_like(out, generator=torch.Generator().manual_seed(1)))
+    return out.detach(), x.grad, {n: p.grad for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda impl: Linear(8, 6, bias=True, impl=impl),
+        lambda impl: LayerNorm(8, impl=impl),
+        lambda impl: LayerNorm(8, bias=False, impl=impl),
+        lambda impl: RMSNorm(8, impl=impl),
+        lambda impl: FeedForward(8, 32, activation="gelu", impl=impl),
+        lambda impl: FeedForward(8, 32, activation="relu", impl=impl),
+        lambda impl: SwiGLU(8, 24, impl=impl),
+    ],
+    ids=["linear", "layernorm", "layernorm-nobias", "rmsnorm", "ffn-gelu", "ffn-relu", "swiglu"],
+)
+def test_fused_pieces_equal_scratch_outputs_and_gradients(make):
+    scratch = randomize_(make("scratch"))
+    fused = make("fused")
+    fused.load_state_dict(scratch.state_dict())
+    x = torch.randn(3, 5, 8) * 2 + 1
+    out_s, dx_s, grads_s = _outputs_and_grads(scratch, x)
+    out_f, dx_f, grads_f = _outputs_and_grads(fused, x)
+    torch.testing.assert_close(out_f, out_s, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx_f, dx_s, rtol=1e-4, atol=1e-5)
+    for name in grads_s:
+        torch.testing.assert_close(grads_f[name], grads_s[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_norms_keep_the_float32_upcast():
+    x = (torch.randn(4, 64) * 100 + 1000).to(torch.bfloat16)
+    for norm_cls, ref_cls in ((LayerNorm, nn.LayerNorm), (RMSNorm, nn.RMSNorm)):
+        out = norm_cls(64, impl="fused")(x)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out, ref_cls(64, eps=1e-5)(x.float()).to(torch.bfloat16))
+
+
+def test_unknown_impl_is_named():
+    with pytest.raises(ValueError, match="unknown impl 'fast': expected one of \\('scratch', 'fused'\\)"):
+        LayerNorm(8, impl="fast")
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        SwiGLU(8, impl="fast")

@@ -177,3 +177,84 @@ def test_encoder_decoder_weights_and_errors():
     with pytest.raises(ValueError, match="batch sizes differ"):
         model(torch.zeros(2, 4, dtype=torch.long), torch.zeros(3, 4, dtype=torch.long))
     assert isinstance(Encoder(config), nn.Module) and isinstance(Decoder(config), nn.Module)
+
+
+# --- one switch for the fused path; initialisation schemes -----------------------------------
+
+import math  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
+
+from tinyformer.initialization import GPT2_STD, init_statistics, residual_projections  # noqa: E402
+
+GPT2_STYLE = dict(positions="learned", norm="layer", norm_position="pre", ffn="gelu", bias=False)
+
+
+@pytest.mark.parametrize("arch", [GPT2_STYLE, {}, dict(GPT2_STYLE, bias=True, tie_embeddings=True)],
+                         ids=["gpt2-style", "modern", "gpt2-bias-tied"])
+def test_lm_impl_fused_equals_scratch_outputs_and_gradients(arch):
+    config = SMALL.replace(**arch)
+    scratch = randomize_(TransformerLM(config), scale=0.2)
+    fused = TransformerLM(config.replace(impl="fused"))
+    fused.load_state_dict(scratch.state_dict())
+    assert all(b.self_attn.attn_impl == "fused" for b in fused.blocks)  # the one switch reaches attention
+    ids = torch.randint(0, 50, (3, 16))
+    losses = []
+    for model in (scratch, fused):
+        loss = F.cross_entropy(model(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)
+    for (name, p), q in zip(scratch.named_parameters(), fused.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_impl_and_init_are_validated():
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        SMALL.replace(impl="fast")
+    with pytest.raises(ValueError, match="unknown init 'xavier'"):
+        SMALL.replace(init="xavier")
+
+
+def test_default_init_is_unchanged_for_untied_models():
+    torch.manual_seed(3)
+    a = TransformerLM(SMALL)
+    torch.manual_seed(3)
+    b = TransformerLM(SMALL.replace(init="default"))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    assert 0.9 < a.embed.token_embedding.weight.std().item() < 1.1  # a unit-normal input table
+
+
+def test_gpt2_init_stds():
+    config = SMALL.replace(init="gpt2", n_layers=8, **GPT2_STYLE)
+    model = TransformerLM(config)
+    projections = residual_projections(model)
+    assert len(projections) == 2 * 8
+    ids = {id(p.weight) for p in projections}
+    for name, p in model.named_parameters():
+        if p.dim() == 2 and id(p) not in ids:
+            assert abs(p.std().item() - GPT2_STD) < 0.15 * GPT2_STD, name
+    residual = torch.cat([p.weight.flatten() for p in projections])
+    assert abs(residual.std().item() - GPT2_STD / math.sqrt(16)) < 0.05 * GPT2_STD / math.sqrt(16)
+    for block in model.blocks:
+        assert torch.equal(block.norm1.weight, torch.ones(32))
+
+
+@pytest.mark.parametrize("init", ["default", "gpt2"])
+def test_tied_head_starts_near_uniform(init):
+    """The tied matrix must work as a head: first loss near ln V, not ~sqrt(D)-scaled logits."""
+    config = TransformerConfig(vocab_size=65, context_length=32, d_model=128, n_layers=2, n_heads=4,
+                               tie_embeddings=True, init=init, **GPT2_STYLE)
+    stats = init_statistics(TransformerLM(config), torch.randint(0, 65, (8, 33)))
+    assert stats["ln_vocab"] == pytest.approx(math.log(65))
+    assert stats["initial_loss"] < stats["ln_vocab"] + (0.1 if init == "gpt2" else 1.0)
+    assert stats["logit_std"] < 1.5
+    assert len(stats["residual_rms"]) == 3  # after the embedding and after each block
+
+
+def test_gpt2_init_keeps_the_residual_stream_scale_over_depth():
+    config = TransformerConfig(vocab_size=65, context_length=32, d_model=128, n_layers=8, n_heads=4,
+                               init="gpt2", **GPT2_STYLE)
+    rms = init_statistics(TransformerLM(config), torch.randint(0, 65, (8, 33)))["residual_rms"]
+    assert rms[-1] < 3 * rms[0]  # 8 layers add only about as much as one unscaled branch

@@ -43,3 +43,21 @@ def test_attention_memory_in_a_fresh_process_grows_quadratically_for_the_written
     # one (1, 4, T, T) float32 matrix is 4 MiB at T=512 and 16 MiB at T=1024; several are alive at once
     assert naive[1] >= 16 and naive[1] > 3 * naive[0]
     assert fused[1] < naive[1] / 4
+
+
+def test_profile_training_step_breaks_a_step_down():
+    from tinyformer.model import TransformerConfig
+    from tinyformer.profiling import op_family, profile_training_step
+
+    assert op_family("aten::addmm") == "matmul"
+    assert op_family("aten::native_layer_norm_backward") == "norm kernels"
+    assert op_family("aten::_scaled_dot_product_flash_attention_for_cpu") == "fused attention"
+    assert op_family("aten::_log_softmax") == "loss kernels" and op_family("aten::_softmax") == "softmax"
+    assert op_family("aten::mul") == "element-wise & reductions" and op_family("phase::loss") == "other"
+    assert op_family("aten::_foreach_lerp_") == "optimizer (multi-tensor)"
+    config = TransformerConfig(vocab_size=20, context_length=8, d_model=16, n_layers=1, n_heads=2, impl="fused")
+    result = profile_training_step(config, batch_size=2, steps=1)
+    assert set(result["by_phase"]) == {"forward", "loss", "backward", "clip", "optimizer"}
+    assert result["by_op_family"]["matmul"] > 0 and "optimizer (multi-tensor)" in result["by_op_family"]
+    # the families are self times, so together they cannot exceed the step's wall time by much
+    assert sum(result["by_op_family"].values()) <= 1.5 * result["total"]

@@ -293,3 +293,121 @@ def test_stale_temp_files_are_removed_and_others_kept(tmp_path):
     removed = remove_stale_temp_files(tmp_path, ["checkpoint.pt"])
     assert [p.name for p in removed] == [".checkpoint.pt.abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+
+
+# --- weight-decay groups, make_optimizer and the fused training pieces ------------------------
+
+from tinyformer.training import clip_gradients, lm_loss, make_optimizer, param_groups  # noqa: E402
+
+GPT2_BIAS = TINY.replace(positions="learned", norm="layer", ffn="gelu", bias=True)
+
+
+def _names(model, params):
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return sorted(by_id[id(p)] for p in params)
+
+
+def _hand_made_no_decay(n_layers: int) -> list[str]:
+    """Every bias and norm gain of a GPT-2-style model with biases, listed by hand."""
+    names = ["final_norm.bias", "final_norm.weight"]
+    for i in range(n_layers):
+        b = f"blocks.{i}."
+        names += [b + f"self_attn.{p}_proj.bias" for p in "qkvo"]
+        names += [b + "ffn.w1.bias", b + "ffn.w2.bias"]
+        names += [b + f"norm{j}.{w}" for j in (1, 2) for w in ("weight", "bias")]
+    return sorted(names)
+
+
+def test_param_groups_against_a_hand_made_expectation():
+    model = TransformerLM(GPT2_BIAS)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert _names(model, no_decay["params"]) == _hand_made_no_decay(2)
+    assert all(p.dim() == 2 for p in decay["params"])  # with embeddings decayed: exactly the 2-D weights
+    assert "embed.token_embedding.weight" in _names(model, decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+    decay, no_decay = param_groups(model, 0.1, no_decay_on=("norm", "bias", "embedding"))
+    assert _names(model, no_decay["params"]) == sorted(
+        _hand_made_no_decay(2) + ["embed.token_embedding.weight", "embed.position.embedding.weight"])
+
+    decay, no_decay = param_groups(model, 0.1, no_decay_on=())
+    assert no_decay["params"] == []
+
+
+def test_param_groups_list_a_tied_matrix_once():
+    model = TransformerLM(GPT2_BIAS.replace(tie_embeddings=True))
+    decay, no_decay = param_groups(model, 0.1)
+    shared = model.lm_head.weight
+    assert sum(p is shared for p in decay["params"] + no_decay["params"]) == 1
+    decay, no_decay = param_groups(model, 0.1, no_decay_on=("embedding",))
+    assert any(p is shared for p in no_decay["params"])
+
+
+def test_param_groups_rejects_unknown_kinds():
+    with pytest.raises(ValueError, match=r"unknown no_decay_on entries \['gains'\]"):
+        param_groups(TransformerLM(TINY), 0.1, no_decay_on=("gains",))
+
+
+def _train(model, opt, data, steps=60, impl="scratch"):
+    for _ in range(steps):
+        opt.zero_grad()
+        lm_loss(model(data[:, :-1]), data[:, 1:], impl).backward()
+        clip_gradients(model.parameters(), 1.0, impl)
+        opt.step()
+
+
+@pytest.mark.parametrize("impl", ["scratch", "fused"])
+def test_grouped_optimizer_matches_torch_adamw_param_groups(impl):
+    torch.manual_seed(0)
+    ours = TransformerLM(GPT2_BIAS)
+    ref = TransformerLM(GPT2_BIAS)
+    ref.load_state_dict(ours.state_dict())
+    kwargs = dict(lr=3e-3, betas=(0.9, 0.99), eps=1e-8)
+    ours_opt = make_optimizer(ours, weight_decay=0.1, impl=impl, **kwargs)
+    # The reference groups, written independently: the nanoGPT rule (decay the >= 2-D tensors).
+    groups = [{"params": [p for p in ref.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in ref.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    ref_opt = torch.optim.AdamW(groups, foreach=False, **kwargs)
+    data = torch.randint(0, 20, (4, 9))
+    _train(ours, ours_opt, data, impl=impl)
+    _train(ref, ref_opt, data, impl="scratch")
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters()):
+        if name.endswith("k_proj.bias"):
+            # A key bias shifts every score of a query equally, so softmax cancels it: its gradient
+            # is rounding noise, which Adam's m / sqrt(v) turns into full-size random steps.
+            continue
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    norm_gain = ours.blocks[0].norm1.weight
+    assert not torch.equal(norm_gain, torch.ones_like(norm_gain))  # it trained
+
+
+def test_adamw_step_count_is_a_plain_number_and_resumes_from_torch_state():
+    model = TransformerLM(TINY)
+    opt = AdamW(model.parameters(), lr=1e-3)
+    data = torch.randint(0, 20, (2, 9))
+    _train(model, opt, data, steps=2)
+    assert all(type(s["step"]) is float and s["step"] == 2.0 for s in opt.state.values())
+    # A state dict whose steps are tensors (torch.optim.AdamW's format) continues the count.
+    ref = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=False)
+    _train(model, ref, data, steps=1)
+    opt.load_state_dict(ref.state_dict())
+    _train(model, opt, data, steps=1)
+    assert all(s["step"] == 2.0 for s in opt.state.values())
+
+
+def test_lm_loss_and_clip_gradients_fused_equal_scratch():
+    logits, targets = torch.randn(3, 5, 11, requires_grad=True), torch.randint(0, 11, (3, 5))
+    torch.testing.assert_close(lm_loss(logits, targets, "fused"), lm_loss(logits, targets, "scratch"))
+    with pytest.raises(ValueError, match="disagree"):
+        lm_loss(logits, targets[:, :3], "fused")
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        lm_loss(logits, targets, "fast")
+    a = [torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(3)]
+    b = [torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(3)]
+    for p, q in zip(a, b):
+        p.grad = torch.randn(4, 3) * 5
+        q.grad = p.grad.clone()
+    torch.testing.assert_close(clip_gradients(a, 1.0, "fused"), clip_gradients(b, 1.0, "scratch"))
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p.grad, q.grad)

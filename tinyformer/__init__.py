@@ -6,7 +6,8 @@
     attention   scaled dot-product attention, multi-head attention, KV cache
     blocks      pre-/post-norm Transformer blocks, with optional cross-attention
     model       TransformerLM, Encoder, Decoder, EncoderDecoder, configs and presets
-    training    cross-entropy, AdamW, LR schedule, clipping, batches, checkpoints
+    training    cross-entropy, AdamW (and its weight-decay groups), LR schedule, clipping, batches, checkpoints
+    initialization  init schemes (default, gpt2) and their measurements
     sampling    temperature, top-k, top-p, generate()
     data        corpora that work offline, and their splits
     seq2seq     the encoder-decoder trained to reverse digit strings
@@ -58,8 +59,13 @@ from .training import (
     cosine_lr_schedule,
     cross_entropy,
     get_batch,
+    clip_gradients,
+    lm_loss,
     load_checkpoint,
+    make_optimizer,
+    param_groups,
     save_checkpoint,
 )
+from .initialization import init_statistics, initialize_weights
 
 __version__ = "0.1.0"

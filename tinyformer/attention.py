@@ -315,6 +315,8 @@ class MultiHeadAttention(nn.Module):
             k, v = kv_cache.append(k, v)  # (B, Hkv, past + T, Dh)
         S = k.shape[-2]
 
+        # Plain causal self-attention: the fused kernel's is_causal skips building and reading a mask.
+        causal_only = self.causal and mask is None and S == T
         if self.causal:
             allowed = causal_mask(T, S, device=x.device)  # (T, S)
             if mask is None:
@@ -327,7 +329,10 @@ class MultiHeadAttention(nn.Module):
         if self.attn_impl == "fused":
             if return_weights:
                 raise ValueError("the fused kernel never materialises the weights; use attn_impl='scratch'")
-            out = fused_scaled_dot_product_attention(q, k, v, mask, enable_gqa=self.n_kv_heads != self.n_heads)
+            if causal_only:  # every row keeps its diagonal, so no row is fully masked
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+            else:
+                out = fused_scaled_dot_product_attention(q, k, v, mask, enable_gqa=self.n_kv_heads != self.n_heads)
             weights = None
         else:
             if self.n_kv_heads != self.n_heads:

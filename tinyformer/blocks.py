@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .attention import KVCache, MultiHeadAttention
-from .layers import make_feed_forward, make_norm
+from .layers import IMPLS, Linear, make_feed_forward, make_norm
 from .positions import RotaryPositionalEmbedding
 
 __all__ = ["TransformerBlock"]
@@ -47,23 +47,32 @@ class TransformerBlock(nn.Module):
         n_kv_heads: int | None = None,
         eps: float = 1e-5,
         attn_impl: str = "scratch",
+        impl: str = "scratch",
     ):
         super().__init__()
         if norm_position not in ("pre", "post"):
             raise ValueError(f"unknown norm_position {norm_position!r}: expected 'pre' or 'post'")
-        self.norm_position = norm_position
+        if impl not in IMPLS:
+            raise ValueError(f"unknown impl {impl!r}: expected one of {IMPLS}")
+        # impl="fused" switches every piece to PyTorch's kernels, attention included.
+        attn_impl = "fused" if impl == "fused" else attn_impl
+        self.norm_position, self.impl = norm_position, impl
         self.self_attn = MultiHeadAttention(
             d_model, n_heads, causal=causal, rope=rope, bias=bias, n_kv_heads=n_kv_heads, attn_impl=attn_impl
         )
-        self.norm1 = make_norm(norm, d_model, eps, bias)
+        self.norm1 = make_norm(norm, d_model, eps, bias, impl=impl)
         self.cross_attn = (
             MultiHeadAttention(d_model, n_heads, bias=bias, n_kv_heads=n_kv_heads, attn_impl=attn_impl)
             if cross_attention
             else None
         )
-        self.norm_cross = make_norm(norm, d_model, eps, bias) if cross_attention else None
-        self.ffn = make_feed_forward(ffn, d_model, d_ff, bias)
-        self.norm2 = make_norm(norm, d_model, eps, bias)
+        self.norm_cross = make_norm(norm, d_model, eps, bias, impl=impl) if cross_attention else None
+        self.ffn = make_feed_forward(ffn, d_model, d_ff, bias, impl=impl)
+        self.norm2 = make_norm(norm, d_model, eps, bias, impl=impl)
+        for attn in (self.self_attn, self.cross_attn):  # attention builds its own projections
+            for module in attn.modules() if attn is not None else ():
+                if isinstance(module, Linear):
+                    module.impl = impl
 
     def _residual(self, x, norm, fn):
         """Wrap ``fn`` (which returns ``(out, extra)``) in the residual + norm."""

@@ -31,6 +31,9 @@ __all__ = [
     "default_cache_dir",
     "KJV_DB_SHA256",
     "TINY_SHAKESPEARE_URL",
+    "TINY_SHAKESPEARE_SHA256",
+    "load_corpus",
+    "shared_tiny_shakespeare_path",
 ]
 
 KJV_DB_SHA256 = "d92d001be66ba686e2c363b3c0a2360ee41960da246aaba4c86db655a017886d"
@@ -123,9 +126,10 @@ def load_text_file(path: str | Path, name: str | None = None) -> Corpus:
 
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-# Not pinned yet: the file could not be fetched to record its hash where this was written
-# (no internet). Record it once with `sha256sum input.txt` and set it here.
-TINY_SHAKESPEARE_SHA256: str | None = None
+# The char-rnn repository's data/tinyshakespeare/input.txt (git blob
+# 7dcb3a2d4cc3b48b6283dd46870bfeb78f88aac9): 1,115,394 bytes.
+TINY_SHAKESPEARE_SHA256: str | None = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TINY_SHAKESPEARE_BYTES = 1_115_394
 
 
 def default_cache_dir() -> Path:
@@ -171,6 +175,43 @@ def load_tiny_shakespeare(sha256: str | None = TINY_SHAKESPEARE_SHA256, cache_di
             "(run `sha256sum` on a copy you trust), or use the offline default load_kjv()"
         )
     return download_text(TINY_SHAKESPEARE_URL, sha256, name="Tiny Shakespeare", cache_dir=cache_dir)
+
+
+def shared_tiny_shakespeare_path() -> Path | None:
+    """An offline copy of Tiny Shakespeare kept beside the repository, or None: the first
+    ``shared/data/tinyshakespeare/input.txt`` in a folder above the repository root (``../shared``
+    for a plain checkout, further up for a git worktree), or under $TINYFORMER_SHARED_DATA."""
+    relative = Path("tinyshakespeare") / "input.txt"
+    if os.environ.get("TINYFORMER_SHARED_DATA"):
+        candidates = [Path(os.environ["TINYFORMER_SHARED_DATA"]) / relative]
+    else:
+        root = Path(__file__).resolve().parent.parent
+        candidates = [folder / "shared" / "data" / relative for folder in root.parents]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _load_pinned_local(path: Path, sha256: str, name: str, source: str) -> Corpus:
+    actual = _sha256_file(path)
+    if actual != sha256:
+        raise ValueError(f"{path} is not the pinned {name}: sha256 {actual}, expected {sha256}")
+    return Corpus(name=name, text=path.read_text(encoding="utf-8"), source=source, licence="public domain (the plays)")
+
+
+def load_corpus(spec: str, cache_dir: str | Path | None = None) -> Corpus:
+    """A corpus by name or path: ``"kjv"`` (offline, the default), ``"tinyshakespeare"`` (the
+    local copy from :func:`shared_tiny_shakespeare_path` when present, else the pinned download,
+    both checked against TINY_SHAKESPEARE_SHA256), or a path to a UTF-8 text file."""
+    if spec == "kjv":
+        return load_kjv()
+    if spec == "tinyshakespeare":
+        local = shared_tiny_shakespeare_path()
+        if local is not None:
+            return _load_pinned_local(local, TINY_SHAKESPEARE_SHA256, "Tiny Shakespeare", f"{TINY_SHAKESPEARE_URL} (local copy {local})")
+        return load_tiny_shakespeare(cache_dir=cache_dir)
+    path = Path(spec)
+    if not path.exists():
+        raise ValueError(f"unknown corpus {spec!r}: expected 'kjv', 'tinyshakespeare' or the path of a text file")
+    return load_text_file(path)
 
 
 def train_val_split(tokens, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

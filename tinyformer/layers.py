@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -31,7 +32,18 @@ __all__ = [
     "swiglu_hidden_dim",
     "make_feed_forward",
     "make_norm",
+    "IMPLS",
 ]
+
+# "scratch": every piece written out with tensor operations (what the chapters teach).
+# "fused": the same maths through PyTorch's single-kernel functions (F.layer_norm, F.gelu, ...),
+# fewer intermediate tensors and passes over memory; each scratch piece is tested against it.
+IMPLS = ("scratch", "fused")
+
+
+def _check_impl(impl: str) -> None:
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl {impl!r}: expected one of {IMPLS}")
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -56,11 +68,12 @@ class Linear(nn.Module):
     training, and the truncation removes rare huge weights.
     """
 
-    def __init__(self, d_in: int, d_out: int, bias: bool = False, device=None, dtype=None):
+    def __init__(self, d_in: int, d_out: int, bias: bool = False, device=None, dtype=None, impl: str = "scratch"):
         super().__init__()
         if d_in <= 0 or d_out <= 0:
             raise ValueError(f"Linear needs positive sizes, got d_in={d_in}, d_out={d_out}")
-        self.d_in, self.d_out = d_in, d_out
+        _check_impl(impl)
+        self.d_in, self.d_out, self.impl = d_in, d_out, impl
         std = math.sqrt(2.0 / (d_in + d_out))
         weight = torch.empty(d_out, d_in, device=device, dtype=dtype)
         nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
@@ -69,6 +82,8 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_last_dim(x, self.d_in, "Linear")
+        if self.impl == "fused":  # one GEMM with the bias added in (addmm), no separate add
+            return F.linear(x, self.weight, self.bias)
         y = x @ self.weight.T  # (..., d_in) @ (d_in, d_out) -> (..., d_out)
         if self.bias is not None:
             y = y + self.bias
@@ -152,15 +167,20 @@ class LayerNorm(nn.Module):
     small differences the normalisation divides by.
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, device=None, dtype=None):
+    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, device=None, dtype=None,
+                 impl: str = "scratch"):
         super().__init__()
-        self.d_model, self.eps = d_model, eps
+        _check_impl(impl)
+        self.d_model, self.eps, self.impl = d_model, eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_last_dim(x, self.d_model, "LayerNorm")
         in_dtype = x.dtype
+        if self.impl == "fused":  # one kernel, same float32 upcast
+            y = F.layer_norm(_at_least_float32(x), (self.d_model,), self.weight, self.bias, self.eps)
+            return y.to(in_dtype)
         x = _at_least_float32(x)
         mean = x.mean(dim=-1, keepdim=True)
         var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
@@ -181,14 +201,17 @@ class RMSNorm(nn.Module):
     and cast back.
     """
 
-    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: str = "scratch"):
         super().__init__()
-        self.d_model, self.eps = d_model, eps
+        _check_impl(impl)
+        self.d_model, self.eps, self.impl = d_model, eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_last_dim(x, self.d_model, "RMSNorm")
         in_dtype = x.dtype
+        if self.impl == "fused":
+            return F.rms_norm(_at_least_float32(x), (self.d_model,), self.weight, self.eps).to(in_dtype)
         x = _at_least_float32(x)
         inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)
         return (x * inv_rms * self.weight.to(x.dtype)).to(in_dtype)
@@ -197,12 +220,12 @@ class RMSNorm(nn.Module):
         return f"d_model={self.d_model}, eps={self.eps}"
 
 
-def make_norm(kind: str, d_model: int, eps: float = 1e-5, bias: bool = True) -> nn.Module:
+def make_norm(kind: str, d_model: int, eps: float = 1e-5, bias: bool = True, impl: str = "scratch") -> nn.Module:
     """``"rms"`` -> RMSNorm, ``"layer"`` -> LayerNorm."""
     if kind == "rms":
-        return RMSNorm(d_model, eps=eps)
+        return RMSNorm(d_model, eps=eps, impl=impl)
     if kind == "layer":
-        return LayerNorm(d_model, eps=eps, bias=bias)
+        return LayerNorm(d_model, eps=eps, bias=bias, impl=impl)
     raise ValueError(f"unknown norm {kind!r}: expected 'rms' or 'layer'")
 
 
@@ -213,16 +236,20 @@ class FeedForward(nn.Module):
     (Vaswani et al.) or ``"gelu"`` (GPT-2, BERT).
     """
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", bias: bool = True):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", bias: bool = True, impl: str = "scratch"):
         super().__init__()
         if activation not in ("relu", "gelu"):
             raise ValueError(f"unknown activation {activation!r}: expected 'relu' or 'gelu'")
-        self.activation = activation
-        self.w1 = Linear(d_model, d_ff, bias=bias)
-        self.w2 = Linear(d_ff, d_model, bias=bias)
+        _check_impl(impl)
+        self.activation, self.impl = activation, impl
+        self.w1 = Linear(d_model, d_ff, bias=bias, impl=impl)
+        self.w2 = Linear(d_ff, d_model, bias=bias, impl=impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = relu if self.activation == "relu" else gelu
+        if self.impl == "fused":
+            act = F.relu if self.activation == "relu" else F.gelu
+        else:
+            act = relu if self.activation == "relu" else gelu
         return self.w2(act(self.w1(x)))
 
 
@@ -242,19 +269,22 @@ class SwiGLU(nn.Module):
     as in LLaMA. ``d_ff`` defaults to :func:`swiglu_hidden_dim`.
     """
 
-    def __init__(self, d_model: int, d_ff: int | None = None):
+    def __init__(self, d_model: int, d_ff: int | None = None, impl: str = "scratch"):
         super().__init__()
+        _check_impl(impl)
         d_ff = d_ff or swiglu_hidden_dim(d_model)
-        self.w1 = Linear(d_model, d_ff)  # gate branch
-        self.w3 = Linear(d_model, d_ff)  # value branch
-        self.w2 = Linear(d_ff, d_model)
+        self.impl = impl
+        self.w1 = Linear(d_model, d_ff, impl=impl)  # gate branch
+        self.w3 = Linear(d_model, d_ff, impl=impl)  # value branch
+        self.w2 = Linear(d_ff, d_model, impl=impl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+        act = F.silu if self.impl == "fused" else silu
+        return self.w2(act(self.w1(x)) * self.w3(x))
 
 
-def make_feed_forward(kind: str, d_model: int, d_ff: int | None, bias: bool = True) -> nn.Module:
+def make_feed_forward(kind: str, d_model: int, d_ff: int | None, bias: bool = True, impl: str = "scratch") -> nn.Module:
     """``"swiglu"`` -> SwiGLU; ``"relu"`` / ``"gelu"`` -> FeedForward (d_ff defaults to 4 D)."""
     if kind == "swiglu":
-        return SwiGLU(d_model, d_ff)
-    return FeedForward(d_model, d_ff or 4 * d_model, activation=kind, bias=bias)
+        return SwiGLU(d_model, d_ff, impl=impl)
+    return FeedForward(d_model, d_ff or 4 * d_model, activation=kind, bias=bias, impl=impl)

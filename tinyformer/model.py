@@ -18,6 +18,7 @@ from torch import nn
 from .attention import KVCache
 from .blocks import TransformerBlock
 from .layers import Embedding, Linear, make_norm, swiglu_hidden_dim
+from .initialization import initialize_weights
 from .positions import LearnedPositionalEmbedding, RotaryPositionalEmbedding, SinusoidalPositionalEncoding
 
 __all__ = [
@@ -48,6 +49,8 @@ _CHOICES = {
     "norm_position": ("pre", "post"),
     "ffn": ("swiglu", "gelu", "relu"),
     "attn_impl": ("scratch", "fused"),
+    "impl": ("scratch", "fused"),
+    "init": ("default", "gpt2"),
 }
 
 
@@ -76,6 +79,11 @@ class TransformerConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     attn_impl: str = "scratch"
+    # "fused": PyTorch's kernels for attention, norms, activations and linear layers (same maths).
+    impl: str = "scratch"
+    # "default": Glorot-scaled Linear, unit-normal Embedding (a tied table is rescaled to fit the head);
+    # "gpt2": N(0, 0.02) everywhere, residual output projections at 0.02 / sqrt(2 n_layers).
+    init: str = "default"
 
     def __post_init__(self):
         # Checked here, once, so a bad value fails where it is written, with the field named,
@@ -149,13 +157,14 @@ def _make_block(config: TransformerConfig, *, causal: bool, cross_attention: boo
         n_kv_heads=config.n_kv_heads,
         eps=config.norm_eps,
         attn_impl=config.attn_impl,
+        impl=config.impl,
     )
 
 
 def _final_norm(config: TransformerConfig) -> nn.Module:
     """Pre-norm stacks need a last norm before the head; post-norm blocks already end in one."""
     if config.norm_position == "pre":
-        return make_norm(config.norm, config.d_model, config.norm_eps, config.bias)
+        return make_norm(config.norm, config.d_model, config.norm_eps, config.bias, impl=config.impl)
     return nn.Identity()
 
 
@@ -208,9 +217,10 @@ class TransformerLM(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = _final_norm(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size)
+        self.lm_head = Linear(config.d_model, config.vocab_size, impl=config.impl)
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.token_embedding.weight
+        initialize_weights(self, config)
 
     def forward(
         self,
@@ -252,6 +262,7 @@ class Encoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = _final_norm(config)
+        initialize_weights(self, config)
 
     def forward(self, src_ids: torch.Tensor, *, src_mask: torch.Tensor | None = None, return_weights: bool = False):
         x = self.embed(src_ids)
@@ -278,7 +289,8 @@ class Decoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = _final_norm(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size)
+        self.lm_head = Linear(config.d_model, config.vocab_size, impl=config.impl)
+        initialize_weights(self, config)
 
     def forward(
         self,

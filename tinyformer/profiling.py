@@ -12,7 +12,16 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["time_call", "pin_mmap_threshold", "peak_memory_mib", "run_isolated", "attention_peak_memory", "machine_info"]
+__all__ = [
+    "time_call",
+    "pin_mmap_threshold",
+    "peak_memory_mib",
+    "run_isolated",
+    "attention_peak_memory",
+    "machine_info",
+    "op_family",
+    "profile_training_step",
+]
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
@@ -118,3 +127,88 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+# op family -> substrings of aten op names, checked in this order (the first match wins), for
+# profile_training_step. Our from-scratch pieces run as many small element-wise ops, so they land
+# in "element-wise & reductions"; PyTorch's fused kernels have families of their own.
+_OP_FAMILIES = {
+    "optimizer (multi-tensor)": ("_foreach",),
+    "loss kernels": ("cross_entropy", "log_softmax", "nll_loss"),
+    "fused attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
+    "softmax": ("softmax",),
+    "norm kernels": ("layer_norm", "rms_norm"),
+    "activation kernels": ("gelu", "silu", "relu", "threshold_backward"),
+    "matmul": ("mm", "matmul", "linear"),
+    "embedding": ("embedding", "index_select", "index_add"),
+}
+
+
+def op_family(name: str) -> str:
+    """The family of one profiler event name (``aten::addmm`` -> ``"matmul"``); aten ops that
+    belong to none of the named kernels are ``"element-wise & reductions"``."""
+    op = name.split("::", 1)[-1]
+    for family, parts in _OP_FAMILIES.items():
+        if any(part in op for part in parts):
+            return family
+    if name.startswith("aten::"):
+        return "element-wise & reductions"
+    return "other"
+
+
+def profile_training_step(config, batch_size: int = 12, steps: int = 3, impl: str | None = None,
+                          weight_decay: float = 0.1, seed: int = 0) -> dict:
+    """Where one training step's milliseconds go, measured with ``torch.profiler`` on CPU.
+
+    Builds ``TransformerLM(config)`` and trains it on random tokens with the training pieces
+    of ``impl`` (default: ``config.impl``): loss, backward, clipping, AdamW. After one warm-up
+    step it profiles ``steps`` steps and returns milliseconds per step:
+
+        {"total": ..., "by_phase": {"forward", "loss", "backward", "clip", "optimizer"},
+         "by_op_family": {"matmul", "fused attention", "softmax", ..., "element-wise & reductions"}}
+
+    ``by_op_family`` sums each aten op's *self* time, so the families add up to the time spent
+    in aten ops (Python overhead between ops is the rest of ``total``).
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from .model import TransformerLM
+    from .training import clip_gradients, lm_loss, make_optimizer
+
+    impl = impl or config.impl
+    torch.manual_seed(seed)
+    model = TransformerLM(config)
+    optimizer = make_optimizer(model, lr=1e-3, weight_decay=weight_decay, impl=impl)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, config.vocab_size, (batch_size, config.context_length), generator=g)
+    y = torch.randint(0, config.vocab_size, (batch_size, config.context_length), generator=g)
+
+    def step():
+        with record_function("phase::forward"):
+            logits = model(x)
+        with record_function("phase::loss"):
+            loss = lm_loss(logits, y, impl)
+        optimizer.zero_grad(set_to_none=True)
+        with record_function("phase::backward"):
+            loss.backward()
+        with record_function("phase::clip"):
+            clip_gradients(model.parameters(), 1.0, impl)
+        with record_function("phase::optimizer"):
+            optimizer.step()
+
+    step()  # warm-up: optimizer state, thread pools
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    total = (time.perf_counter() - start) / steps
+    by_phase: dict[str, float] = {}
+    by_family: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.key.startswith("phase::"):
+            by_phase[event.key.split("::", 1)[1]] = event.cpu_time_total / 1000 / steps
+        elif event.key.startswith("aten::"):
+            family = op_family(event.key)
+            by_family[family] = by_family.get(family, 0.0) + event.self_cpu_time_total / 1000 / steps
+    by_family = dict(sorted(by_family.items(), key=lambda kv: -kv[1]))
+    return {"total": 1000 * total, "by_phase": by_phase, "by_op_family": by_family}

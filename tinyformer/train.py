@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from ._hash import library_hash, package_hash
-from .data import Corpus, default_cache_dir, load_kjv, load_text_file, train_val_split
+from .data import Corpus, default_cache_dir, load_corpus, train_val_split
 from .model import PRESETS, TransformerConfig, TransformerLM, count_parameters, preset
 from .tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
 from .training import (
@@ -73,6 +73,7 @@ from .training import (
     load_checkpoint,
     remove_stale_temp_files,
     restore_checkpoint,
+    make_optimizer,
     save_checkpoint,
 )
 
@@ -123,6 +124,9 @@ _INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "max_steps": 1, "warmup_
 _CHOICES = {"tokenizer": ("char", "bpe"), "dtype": ("float32", "bfloat16")}
 
 
+NAMED_CORPORA = ("kjv", "tinyshakespeare")  # the names tinyformer.data.load_corpus resolves
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (and so its cache key).
@@ -133,7 +137,7 @@ class TrainConfig:
 
     preset: str = "book-small"
     model_overrides: dict = field(default_factory=dict)
-    corpus: str = "kjv"  # "kjv" or a path to a UTF-8 text file
+    corpus: str = "kjv"  # "kjv", "tinyshakespeare" (sha256-pinned) or a path to a UTF-8 text file
     tokenizer: str = "char"  # "char" or "bpe"
     bpe_vocab_size: int = 1024
     val_fraction: float = 0.1
@@ -207,13 +211,13 @@ class TrainConfig:
         if kind not in ("cpu", "cuda", "mps"):
             fail("device", "a device name such as 'cpu', 'cuda' or 'cuda:1'")
         if not isinstance(self.corpus, str) or not self.corpus:
-            fail("corpus", "'kjv' or the path of a UTF-8 text file")
-        if self.corpus != "kjv":
+            fail("corpus", "'kjv', 'tinyshakespeare' or the path of a UTF-8 text file")
+        if self.corpus not in NAMED_CORPORA:
             path = Path(self.corpus)
             if path.is_dir():
-                fail("corpus", "'kjv' or the path of a UTF-8 text file (this is a directory)")
+                fail("corpus", "'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (this is a directory)")
             if not path.is_file():
-                fail("corpus", "'kjv' or the path of a UTF-8 text file (there is no file at this path)")
+                fail("corpus", "'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (there is no file at this path)")
         if not isinstance(self.preset, str) or self.preset not in PRESETS:
             fail("preset", f"one of {sorted(PRESETS)}")
         if not isinstance(self.model_overrides, dict) or not all(isinstance(k, str) for k in self.model_overrides):
@@ -258,8 +262,6 @@ SEED003_GPU_RUN = TrainConfig(
 )
 
 
-def load_corpus(spec: str) -> Corpus:
-    return load_kjv() if spec == "kjv" else load_text_file(spec)
 
 
 def _make_tokenizer(cfg: TrainConfig, text: str, progress: bool = False):
@@ -504,7 +506,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = TransformerLM(model_config).to(cfg.device)
-    optimizer = AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    # No weight decay on norm gains and biases (training.param_groups); our own AdamW.
+    optimizer = make_optimizer(model, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     sampler = torch.Generator().manual_seed(cfg.seed)
     log = {"step": [], "lr": [], "train_loss": [], "val_step": [], "val_loss": []}
     start_step, seconds_before, tokens_before = 0, 0.0, 0

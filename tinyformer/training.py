@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -29,6 +30,10 @@ __all__ = [
     "tensor_checksum",
     "atomic_write_bytes",
     "remove_stale_temp_files",
+    "param_groups",
+    "make_optimizer",
+    "lm_loss",
+    "clip_gradients",
 ]
 
 
@@ -89,11 +94,12 @@ class AdamW(torch.optim.Optimizer):
                 g = p.grad
                 state = self.state[p]
                 if not state:
-                    state["step"] = torch.tensor(0.0)
+                    state["step"] = 0.0
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"].item()
+                # A plain Python number: reading a tensor step back with .item() for every
+                # parameter at every step costs a round trip each time (a sync on a GPU).
+                state["step"] = t = float(state["step"]) + 1
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 p.mul_(1 - lr * wd)
                 m.lerp_(g, 1 - b1)
@@ -367,3 +373,102 @@ def restore_checkpoint(payload: dict, model: nn.Module | None = None, optimizer:
             optimizer.load_state_dict(payload["optimizer"])
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{name}: optimizer state does not fit this optimizer: {exc}") from exc
+
+
+_NO_DECAY_KINDS = ("norm", "bias", "embedding")
+
+
+def _norm_types() -> tuple[type, ...]:
+    from .layers import LayerNorm, RMSNorm
+
+    return (LayerNorm, RMSNorm, nn.LayerNorm, nn.RMSNorm)
+
+
+def _embedding_types() -> tuple[type, ...]:
+    from .layers import Embedding
+
+    return (Embedding, nn.Embedding)
+
+
+def param_groups(model: nn.Module, weight_decay: float, no_decay_on: Iterable[str] = ("norm", "bias")) -> list[dict]:
+    """Split the trainable parameters into a decayed and an undecayed group for AdamW.
+
+    Weight decay pulls weights toward zero. That is a prior on the matrices that mix features,
+    not on a norm's gain (whose neutral value is 1, not 0) or on a bias (a shift that does not
+    multiply anything); decaying those only fights the norm. ``no_decay_on`` names what is left
+    undecayed, from ``"norm"`` (gains and biases of LayerNorm/RMSNorm), ``"bias"`` (every bias)
+    and ``"embedding"`` (embedding tables; a table tied to the LM head counts as an embedding).
+    The default, ``("norm", "bias")``, decays exactly the 2-D weights, as GPT-2 recipes do.
+
+    Returns ``[{"params": [...], "weight_decay": weight_decay}, {"params": [...], "weight_decay": 0.0}]``
+    in ``model.parameters()`` order, each tensor once (tied tensors are shared, not repeated).
+    """
+    no_decay_on = tuple(no_decay_on)
+    unknown = sorted(set(no_decay_on) - set(_NO_DECAY_KINDS))
+    if unknown:
+        raise ValueError(f"unknown no_decay_on entries {unknown}: allowed are {_NO_DECAY_KINDS}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    skip: set[int] = set()
+    for module in model.modules():
+        own = list(module.named_parameters(recurse=False))
+        for name, p in own:
+            if "norm" in no_decay_on and isinstance(module, _norm_types()):
+                skip.add(id(p))
+            if "bias" in no_decay_on and (name == "bias" or name.endswith("_bias")):
+                skip.add(id(p))
+            if "embedding" in no_decay_on and isinstance(module, _embedding_types()):
+                skip.add(id(p))
+    decay, no_decay = [], []
+    for p in model.parameters():  # unique tensors, so a tied matrix appears once
+        if p.requires_grad:
+            (no_decay if id(p) in skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(
+    model: nn.Module,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    no_decay_on: Iterable[str] = ("norm", "bias"),
+    impl: str = "scratch",
+) -> torch.optim.Optimizer:
+    """AdamW over :func:`param_groups`: our own :class:`AdamW` (``impl="scratch"``) or
+    ``torch.optim.AdamW`` with its multi-tensor ``foreach`` implementation (``impl="fused"``),
+    which updates all tensors of a group with a handful of kernels instead of a Python loop.
+    Both do the same arithmetic (tested)."""
+    groups = param_groups(model, weight_decay, no_decay_on)
+    if impl == "scratch":
+        return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if impl == "fused":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
+    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor, impl: str = "scratch") -> torch.Tensor:
+    """Mean next-token cross-entropy of ``logits (..., V)`` against ``targets (...)``: our
+    :func:`cross_entropy` (``"scratch"``) or ``F.cross_entropy`` (``"fused"``: one log-softmax
+    kernel and a fused backward)."""
+    if impl == "scratch":
+        return cross_entropy(logits, targets)
+    if impl == "fused":
+        if logits.shape[:-1] != targets.shape:
+            raise ValueError(
+                f"logits (..., V) and targets (...) disagree: logits {tuple(logits.shape)}, "
+                f"targets {tuple(targets.shape)}"
+            )
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
+    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, impl: str = "scratch") -> torch.Tensor:
+    """Global-norm clipping: our :func:`clip_grad_norm` or ``torch.nn.utils.clip_grad_norm_``
+    with ``foreach=True`` (one multi-tensor norm instead of a Python sum). Returns the norm
+    before clipping."""
+    if impl == "scratch":
+        return clip_grad_norm(parameters, max_norm)
+    if impl == "fused":
+        return torch.nn.utils.clip_grad_norm_(list(parameters), max_norm, foreach=True)
+    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
