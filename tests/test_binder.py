@@ -216,8 +216,10 @@ def test_launch_button_opens_a_runnable_notebook(jupyterlab, browser):
         assert "[quoted in the text]" in text, "glued values are not shown in the notebook"
         images = [i for i, c in enumerate(state["cells"]) if any("image/png" in o.get("data", {}) for o in c["outputs"])]
         assert images, "no figure was drawn"
+        assert not errors, errors  # opening and running the chapter raised nothing in the page
 
-        # The figure is on screen as an image, not only in the model.
+        # The figure is on screen as an image, not only in the model. (Scrolling by script can
+        # trip JupyterLab's windowing code, so page errors are checked before it.)
         page.evaluate(f"() => window.jupyterapp.shell.currentWidget.content.scrollToItem({images[0]}, 'center')")
         page.wait_for_function("() => [...document.querySelectorAll('.jp-RenderedImage img')]"
                                ".some(img => img.complete && img.naturalWidth > 100)", timeout=30_000)
@@ -225,6 +227,5 @@ def test_launch_button_opens_a_runnable_notebook(jupyterlab, browser):
         page.evaluate("() => window.jupyterapp.shell.currentWidget.content.scrollToItem(0, 'start')")
         time.sleep(0.5)
         page.screenshot(path=str(SHOTS / f"{CHAPTER}-top.png"))
-        assert not errors, errors
     finally:
         page.close()
