@@ -167,7 +167,7 @@ class KVCache:
 
     During generation each new token only needs its own query; its keys and
     values join the cache so later tokens can attend to them. Tensors are
-    ``(B, H_kv, T_cached, Dh)``.
+    ``(B, H_kv, T_cached, d_head)``.
     """
 
     def __init__(self):
@@ -197,7 +197,7 @@ class MultiHeadAttention(nn.Module):
     the encoder-decoder bridge).
 
     Each projection stacks its heads along the output rows: ``q_proj.weight``
-    is ``(H * Dh, D)``, rows ``h*Dh:(h+1)*Dh`` belonging to head h.
+    is ``(H * d_head, D)``, rows ``h*d_head:(h+1)*d_head`` belonging to head h.
 
     Options:
       causal       mask future positions (decoder self-attention).
@@ -244,7 +244,7 @@ class MultiHeadAttention(nn.Module):
 
     @staticmethod
     def _head_broadcast_positions(token_positions: torch.Tensor, B: int, T: int) -> torch.Tensor:
-        """Positions ready to rotate q/k of shape (B, H, T, Dh).
+        """Positions ready to rotate q/k of shape (B, H, T, d_head).
 
         A (B, T) tensor must become (B, 1, T): left as it is, it would broadcast
         against (H, T), pairing sequence b's positions with head b.
@@ -263,7 +263,7 @@ class MultiHeadAttention(nn.Module):
 
     def _split_heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, T, _ = x.shape
-        return x.view(B, T, n, self.d_head).transpose(1, 2)  # (B, T, n*Dh) -> (B, n, T, Dh)
+        return x.view(B, T, n, self.d_head).transpose(1, 2)  # (B, T, n*d_head) -> (B, n, T, d_head)
 
     def forward(
         self,
@@ -296,8 +296,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("a KV cache is for self-attention; cross-attention keys do not grow")
         B, T, _ = x.shape
         source = context if is_cross else x
-        q = self._split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dh)
-        k = self._split_heads(self.k_proj(source), self.n_kv_heads)  # (B, Hkv, S, Dh)
+        q = self._split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, d_head)
+        k = self._split_heads(self.k_proj(source), self.n_kv_heads)  # (B, H_kv, S, d_head)
         v = self._split_heads(self.v_proj(source), self.n_kv_heads)
 
         past = len(kv_cache) if kv_cache is not None else 0
@@ -312,7 +312,7 @@ class MultiHeadAttention(nn.Module):
             positions = self._head_broadcast_positions(token_positions, B, T)  # (T,) or (B or 1, 1, T)
             q, k = self.rope(q, positions), self.rope(k, positions)
         if kv_cache is not None:
-            k, v = kv_cache.append(k, v)  # (B, Hkv, past + T, Dh)
+            k, v = kv_cache.append(k, v)  # (B, H_kv, past + T, d_head)
         S = k.shape[-2]
 
         # Plain causal self-attention: the fused kernel's is_causal skips building and reading a mask.
@@ -337,7 +337,7 @@ class MultiHeadAttention(nn.Module):
         else:
             if self.n_kv_heads != self.n_heads:
                 group = self.n_heads // self.n_kv_heads
-                k = k.repeat_interleave(group, dim=1)  # (B, H, S, Dh): head h reads kv head h // group
+                k = k.repeat_interleave(group, dim=1)  # (B, H, S, d_head): head h reads kv head h // group
                 v = v.repeat_interleave(group, dim=1)
             out, weights = scaled_dot_product_attention(q, k, v, mask, return_weights=True)
 

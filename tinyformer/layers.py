@@ -6,7 +6,7 @@ are the references these are tested against, not building blocks.
 
 Shape notation used throughout the package:
     B  batch size            T  sequence length (time)
-    D  d_model               H  number of heads        Dh  head dimension (D // H)
+    D  d_model               H  number of heads        d_head  head dimension (D // H)
     F  feed-forward width    V  vocabulary size
 """
 
