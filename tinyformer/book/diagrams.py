@@ -188,6 +188,7 @@ class Flow:
             if n.alt:
                 return n.alt
             text = n.title.replace("-\n", "-").replace("\n", " ")
+            text = text.removeprefix("to ")  # an exit label ("to W_O") reads "... passes ... to W_O"
             return f"{text} ({n.detail.replace(chr(10), ' ')})" if n.detail and n.kind == "box" else text
 
         sizes = ", ".join(f"{k} = {v}" for k, v in self.sizes.items())
@@ -641,7 +642,7 @@ def encoder_decoder_flow(model=None, src_ids=None, tgt_ids=None) -> Flow:
          Node("self_attn", "masked self-\nattention", "causal" if model.decoder.blocks[0].self_attn.causal else "",
               part="self_attention", col=R, width=Wc)],
         [Node("memory", "memory", kind="io", part="memory", col=L),
-         Node("cross_attn", "cross-\nattention", "Q: decoder\nK, V: memory", part="cross_attention", col=R,
+         Node("cross_attn", "cross-\nattention", "Q: decoder;\nK, V: memory", part="cross_attention", col=R,
               width=Wc)],
         [Node("ffn", "feed-forward", part="ffn", col=R, width=Wc)],
         [Node("lm_head", "LM head", "D → V", part="lm_head", col=R, width=Wc)],

@@ -63,40 +63,52 @@ def book_run():
     return load_or_train(BOOK_RUN, progress=True)
 
 
-# Which diagram opens each chapter, and the part of it the chapter teaches.
+# Which diagram opens each chapter, the part of it the chapter teaches, and the model it is drawn
+# from: the running example, or (for the chapters about the trained model) book-small itself.
 WHERE_WE_ARE = {
-    "tokens": ("lm", "embedding", "text becomes token ids, then vectors"),
-    "positions": ("lm", "positions", "the model learns where each token sits"),
-    "attention": ("qkv", "scores", "tokens exchange information through queries, keys and values"),
-    "masks": ("qkv", "softmax", "the mask decides which scores may enter the softmax"),
-    "multihead": ("heads", "heads", "several heads attend in parallel, then mix through W_O"),
-    "normalization": ("block", "norm", "norms and residual connections keep the block trainable"),
-    "architectures": ("encoder_decoder", "cross_attention", "encoder, decoder and cross-attention"),
-    "language_model": ("lm", "lm_head", "the whole decoder-only model, from ids to logits"),
-    "training": ("lm", "output", "the logits are scored against the next token"),
-    "sampling": ("lm", "output", "the logits become probabilities, then a chosen token"),
-    "inside": ("block", "attention", "what the trained attention heads do"),
-    "fast": ("qkv", "projections", "the keys and values that a KV cache stores"),
+    "tokens": ("lm", "embedding", "text becomes token ids, then vectors", "walkthrough"),
+    "positions": ("lm", "positions", "the model learns where each token sits", "walkthrough"),
+    "attention": ("qkv", "scores", "tokens exchange information through queries, keys and values", "walkthrough"),
+    "masks": ("qkv", "softmax", "the mask decides which scores may enter the softmax", "walkthrough"),
+    "multihead": ("heads", "heads", "several heads attend in parallel, then mix through W_O", "walkthrough"),
+    "normalization": ("block", "norm", "norms and residual connections keep the block trainable", "walkthrough"),
+    "architectures": ("encoder_decoder", "cross_attention", "encoder, decoder and cross-attention", "walkthrough"),
+    "language_model": ("lm", "lm_head", "the whole decoder-only model, from ids to logits", "walkthrough"),
+    "training": ("lm", "output", "the logits are scored against the next token", "book-small"),
+    "sampling": ("lm", "output", "the logits become probabilities, then a chosen token", "book-small"),
+    "inside": ("block", "attention", "what the trained attention heads do", "book-small"),
+    "fast": ("qkv", "projections", "the keys and values that a KV cache stores", "walkthrough"),
 }
 
 
 def where_we_are(chapter: str):
     """The data-flow diagram of the chapter's part of the model, that part highlighted.
 
-    Drawn from the running example's modules (:mod:`tinyformer.book.diagrams`); its alt text
-    and caption are written from the same records (:func:`tinyformer.book.claims.describe_figure`),
-    for the figure named ``fig-where-<chapter>``.
+    Drawn from the modules (:mod:`tinyformer.book.diagrams`) of the running example or, for the
+    chapters about the trained model, of the trained book-small model (:func:`book_run`) reading
+    8 characters. Its alt text and caption are written from the same records
+    (:func:`tinyformer.book.claims.describe_figure`), for the figure named ``fig-where-<chapter>``.
     """
+    import torch
+
     from . import diagrams
     from .claims import describe_figure
 
     if chapter not in WHERE_WE_ARE:
         raise ValueError(f"no 'where we are' diagram for {chapter!r}; chapters: {sorted(WHERE_WE_ARE)}")
-    kind, part, what = WHERE_WE_ARE[chapter]
-    fig, alt = getattr(diagrams, f"{kind}_diagram")(highlight=part)
+    kind, part, what, source = WHERE_WE_ARE[chapter]
+    draw = getattr(diagrams, f"{kind}_diagram")
+    if source == "book-small":
+        run = book_run()
+        ids = torch.as_tensor(run["val_tokens"][:8], dtype=torch.long)[None]  # (1, 8)
+        fig, alt = draw(run["model"], ids, highlight=part)
+        drawn_from = "drawn from the trained book-small model's modules reading 8 characters"
+    else:
+        fig, alt = draw(highlight=part)
+        drawn_from = "shapes are those of the running example"
     describe_figure(f"fig-where-{chapter}", alt=alt,
                     caption=f"Where we are: {what}. The highlighted part ({part.replace('_', ' ')}) is this chapter's; "
-                            f"shapes are those of the running example.")
+                            f"{drawn_from}.")
     return fig
 
 
