@@ -310,6 +310,6 @@ def test_bad_input_from_a_real_process_prints_no_traceback(setup, tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"error: TrainConfig.corpus must be 'kjv' or the path of a UTF-8 text file (this is a directory), got "
+        f"error: TrainConfig.corpus must be 'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (this is a directory), got "
         f"'{tmp_path}' (str)"
     ]
