@@ -63,6 +63,18 @@ def _allowed(mask: torch.Tensor) -> torch.Tensor:
     return mask if mask.dtype == torch.bool else mask > float("-inf")
 
 
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """The shape rules both attention paths share, with the same messages."""
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must share their last dimension: q {tuple(q.shape)}, k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+
+
 def scaled_dot_product_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -94,14 +106,7 @@ def scaled_dot_product_attention(
     with weights that are 0 for this one, and 0 * NaN = NaN, so one padded row
     would spoil every real position after it.
     """
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must share their last dimension: q {tuple(q.shape)}, k {tuple(k.shape)}"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
+    _check_qkv(q, k, v)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
     if mask is None:
         weights = softmax(scores, dim=-1)  # each row sums to 1
@@ -137,14 +142,7 @@ def fused_scaled_dot_product_attention(
     depend on which kernel runs. ``enable_gqa`` lets k/v have fewer heads (dim -3)
     than q, each shared by a group of query heads.
     """
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must share their last dimension: q {tuple(q.shape)}, k {tuple(k.shape)}"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same number of positions: k {tuple(k.shape)}, v {tuple(v.shape)}"
-        )
+    _check_qkv(q, k, v)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v, enable_gqa=enable_gqa)
     scores_shape = (*q.shape[:-1], k.shape[-2])  # (..., Tq, Tk)
