@@ -75,9 +75,18 @@ class Trainer:
         self.proc = subprocess.Popen([sys.executable, "-m", "tinyformer.train", *args], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stderr = b""
+        self.stdout = b""
         self.step = 0
+        # Each pipe has exactly one reader. (Popen.communicate would read stderr too, racing this
+        # thread for the last lines, such as the "interrupted: ..." message.)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self.stdout_reader.start()
+
+    def _read_stdout(self):
+        while chunk := self.proc.stdout.read1(4096):
+            self.stdout += chunk
 
     def _read(self):
         while chunk := self.proc.stderr.read1(4096):
@@ -95,9 +104,10 @@ class Trainer:
         return False
 
     def finish(self, timeout: float = 120) -> tuple[int, str, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
         self.reader.join(timeout=10)
-        return self.proc.returncode, out.decode(), self.stderr.decode(errors="replace")
+        self.stdout_reader.join(timeout=10)
+        return self.proc.returncode, self.stdout.decode(), self.stderr.decode(errors="replace")
 
 
 def reference_log_rows(reference: Path) -> list[str]:
@@ -146,7 +156,7 @@ def test_interrupted_and_killed_training_resumes_bit_for_bit(setup):
         if kind in ("SIGINT", "SIGTERM"):
             assert code == 128 + getattr(signal, kind), err[-2000:]
             saved = re.search(r"interrupted: (SIGINT|SIGTERM) at step (\d+): checkpoint saved", err)
-            assert saved and int(saved.group(2)) == step >= target  # saved at the step it stopped
+            assert saved and int(saved.group(2)) == step >= target, err[-1500:]  # saved at the step it stopped
             assert len((out / "log.csv").read_text().splitlines()) - 1 == step
             assert "--resume" in err
         elif kind == "SIGINT twice":
@@ -170,6 +180,23 @@ def test_interrupted_and_killed_training_resumes_bit_for_bit(setup):
     assert result["log"] == json.loads((reference / "result.json").read_text())["log"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "result.json", "tokenizer.json"]
     print(f"interruptions delivered: {delivered}")
+
+
+def test_a_signal_at_the_first_printed_count_of_a_resumed_run_still_saves(setup, tmp_path):
+    """A resumed run prints its starting count before its first step: a Ctrl-C aimed at that count
+    is handled like any other (one clean step, a checkpoint, exit 130), not lost to a bare
+    KeyboardInterrupt."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(**run_config(setup["corpus"]))
+    train(cfg, out_dir=out, progress=False, stop_after=20)
+    trainer = Trainer(["--config", str(setup["config"]), "--out", str(out), "--resume"])
+    assert trainer.wait_for_step(20)
+    trainer.proc.send_signal(signal.SIGINT)
+    code, _, err = trainer.finish()
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    saved = re.search(r"interrupted: SIGINT at step (\d+): checkpoint saved", err)
+    assert saved, err[-2000:]
+    assert check_run_files(out, setup["reference"]) == int(saved.group(1)) >= 21
 
 
 def test_stale_temp_file_from_a_killed_writer_is_removed_on_start(setup, tmp_path):

@@ -554,15 +554,17 @@ def train(
             atomic_write_bytes(out / "tokenizer.json", tokenizer_text.encode("utf-8"))
 
     step_fn = torch.compile(model) if cfg.compile else model
-    bar = None
-    if progress and start_step < cfg.max_steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", unit="step")
-    model.train()
-    last_saved = start_step
-    t0 = time.perf_counter()
+    # The handlers go in before the progress bar prints its first count: a signal aimed at that
+    # count (a resumed run prints its starting step at once) then still stops after one clean step.
     with _StopOnSignal() as stop:
+        bar = None
+        if progress and start_step < cfg.max_steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", unit="step")
+        model.train()
+        last_saved = start_step
+        t0 = time.perf_counter()
         for step in range(start_step, cfg.max_steps):
             lr = cosine_lr_schedule(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
             for group in optimizer.param_groups:
