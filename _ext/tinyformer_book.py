@@ -11,6 +11,8 @@
    build and which chapter they run (environment variables), and record every claim and
    figure description there. This extension writes each figure's alt text and caption from
    those records and collects every claim into _build/html/claims.json.
+4. Trained runs: before a chapter that loads the book's trained models is read, the runs
+   missing from the cache are trained by `python -m tinyformer.book.runs`, with progress.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from docutils import nodes
@@ -155,12 +159,29 @@ def _accessible_citations(app, pagename, templatename, context, doctree):
         context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+RUN_CHAPTERS = ("inside", "sampling", "training")  # = tinyformer.book.runs.RUN_CHAPTERS (a test checks)
+
+
+def _prepare_runs(app, env, docnames):
+    """Train the book's runs (tinyformer.book.runs) before any chapter that loads them is read,
+    in a process of their own whose progress shows in the build log: on a fresh clone that is
+    a few minutes of training, which would otherwise stall one chapter's execution silently.
+    Nothing runs (and torch is not imported) when no such chapter is re-read."""
+    if not any(name.split("/")[-1] in RUN_CHAPTERS for name in docnames):
+        return
+    logger.info("tinyformer: preparing the book's trained runs (python -m tinyformer.book.runs)")
+    proc = subprocess.run([sys.executable, "-m", "tinyformer.book.runs"], cwd=ROOT)
+    if proc.returncode != 0:
+        raise ExtensionError(f"python -m tinyformer.book.runs failed (exit {proc.returncode}): see its output above")
+
+
 def setup(app):
     app.add_css_file("style.css")
     app.connect("config-inited", _config_inited)
     app.connect("source-read", _source_read)
     app.connect("doctree-read", _describe_figures)
     app.connect("build-finished", _write_claims)
+    app.connect("env-before-read-docs", _prepare_runs)
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)

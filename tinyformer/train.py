@@ -677,6 +677,11 @@ def _load_cached_run(cfg: TrainConfig, out: Path) -> dict:
     }
 
 
+def is_cached(cfg: TrainConfig) -> bool:
+    """True when :func:`load_or_train` would load ``cfg``'s finished run from the cache."""
+    return (_cache_dir_for(cfg) / "result.json").exists()
+
+
 def load_or_train(cfg: TrainConfig, progress: bool = True) -> dict:
     """The book's trained model: loaded from the cache if this exact config and package
     version were trained before, trained (deterministically) otherwise.
