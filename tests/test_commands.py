@@ -28,7 +28,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
-RELEVANT = re.compile(r"(-m tinyformer\.train\b|benchmarks/bench_\w+\.py|tasks\.py)")
+RELEVANT = re.compile(r"(-m tinyformer\.train\b|-m tinyformer\.book\.runs\b|benchmarks/bench_\w+\.py|tasks\.py)")
 EXCLUDED = {
     "build": "builds the whole book (tests/test_book.py and CI do that)",
     "test": "runs this test suite",
@@ -40,6 +40,7 @@ BENCH_SMALL = {
     "bench_training.py": ["--d-model", "32", "--layers", "1", "--heads", "2", "--context", "16", "--batch", "2",
                           "--steps", "1"],
     "bench_generation.py": ["--new-tokens", "4", "--prompts", "8"],
+    "bench_reference.py": ["--steps", "2", "--eval-batches", "1", "--no-memory", "--no-write"],
 }
 BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus"}
 

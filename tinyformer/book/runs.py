@@ -14,11 +14,12 @@ execution time is the chapter's own work.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 
 from ..model import preset
-from ..train import BOOK_RUN, TrainConfig, is_cached, load_or_train
+from ..train import BOOK_RUN, TrainConfig, is_cached, load_or_train, smoke_scaled
 
 __all__ = ["BOOK_RUNS", "ORIGINAL_TOY", "MODERN_TOY", "RUN_CHAPTERS", "missing_runs", "prepare_runs"]
 
@@ -36,22 +37,32 @@ BOOK_RUNS: dict[str, TrainConfig] = {"book-small": BOOK_RUN, "original toy": ORI
 RUN_CHAPTERS = ("inside", "sampling", "training")
 
 
-def missing_runs() -> list[str]:
-    """Names of the runs not in the cache yet."""
-    return [name for name, cfg in BOOK_RUNS.items() if not is_cached(cfg)]
+def missing_runs(runs: dict[str, TrainConfig] | None = None) -> list[str]:
+    """Names of the runs (default: :data:`BOOK_RUNS`) not in the cache yet."""
+    runs = BOOK_RUNS if runs is None else runs
+    return [name for name, cfg in runs.items() if not is_cached(cfg)]
 
 
-def prepare_runs(progress: bool = True) -> list[str]:
-    """Train every run that is not cached yet (in the order above); returns their names."""
-    missing = missing_runs()
+def prepare_runs(progress: bool = True, runs: dict[str, TrainConfig] | None = None) -> list[str]:
+    """Train every run (default: :data:`BOOK_RUNS`) not cached yet, in order; returns their names."""
+    runs = BOOK_RUNS if runs is None else runs
+    missing = missing_runs(runs)
     for i, name in enumerate(missing, 1):
-        cfg = BOOK_RUNS[name]
+        cfg = runs[name]
         print(f"[{i}/{len(missing)}] training the book's run {name!r} ({cfg.preset}, {cfg.max_steps} steps); "
               f"cached afterwards", file=sys.stderr, flush=True)
         load_or_train(cfg, progress=progress)
     return missing
 
 
+def main() -> int:
+    runs = BOOK_RUNS
+    if os.environ.get("TINYFORMER_SMOKE", "") not in ("", "0"):  # the same command in seconds (tests)
+        runs = {name: TrainConfig.from_dict(smoke_scaled(cfg.to_dict())) for name, cfg in runs.items()}
+    trained = prepare_runs(runs=runs)
+    print(f"book runs ready ({len(trained)} trained, {len(runs) - len(trained)} already cached)", file=sys.stderr)
+    return 0
+
+
 if __name__ == "__main__":
-    trained = prepare_runs()
-    print(f"book runs ready ({len(trained)} trained, {len(BOOK_RUNS) - len(trained)} already cached)", file=sys.stderr)
+    sys.exit(main())
