@@ -124,10 +124,17 @@ def main(argv=None) -> dict:
                         help=f"subset of rows to run, from: {list(ROWS)}")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results/reference.json")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own choice). 1 keeps the rows' ratios honest on a machine "
+                             "shared with other work: several spinning threads per process stall each other there")
     parser.add_argument("--note", default="", help="free text stored in the JSON (for example: machine under load)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.eval_batches < 1:
         parser.error(f"--steps and --eval-batches must be >= 1, got {args.steps} and {args.eval_batches}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
     from tqdm.auto import tqdm
 
@@ -175,6 +182,8 @@ def main(argv=None) -> dict:
         command = "python benchmarks/bench_reference.py" + "".join(
             f" --{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(map(repr, v))}"
             for k, v in vars(args).items() if k in ("steps", "eval_batches") and v != RECIPE[k])
+        if args.threads is not None:
+            command += f" --threads {args.threads}"
         write_json("reference", command, {"recipe": {**RECIPE, "steps": args.steps, "eval_batches": args.eval_batches},
                                           "corpus": {"name": corpus.name, "source": corpus.source,
                                                      "sha256": corpus.sha256, "characters": len(corpus)},
