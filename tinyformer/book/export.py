@@ -13,6 +13,12 @@ Three files:
     vocab.json   the tokenizer (the format ``tinyformer.tokenizer.load_tokenizer`` reads).
     model.json   what the page needs to know: sizes, names, a seed prompt, the file's sha256.
 
+The traced graph is then simplified once by onnxruntime's basic graph optimizations (constant
+folding, redundant-node removal: plain ONNX operators, valid for any runtime) and saved: in
+onnxruntime-web on one thread that made a 64-character forward pass about 5x faster (16 ms
+instead of 84 ms, measured in headless Chromium here), since the browser does not get there on
+its own when it loads the raw trace.
+
 Why the TorchScript exporter (``dynamo=False``): it traces the model in about two seconds, and
 the traced graph keeps the sequence length symbolic. The ``torch.export`` route (``dynamo=True``)
 stops at the Embedding's check that every id is in range (``int(ids.max())`` is data-dependent);
@@ -62,8 +68,9 @@ def output_names(n_layers: int) -> list[str]:
     return ["logits"] + [f"attention_{i}" for i in range(n_layers)]
 
 
-def export_onnx(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model`` (a TransformerLM with attn_impl="scratch") to ``path`` as ONNX."""
+def export_onnx(model: nn.Module, path: str | Path, optimize: bool = True) -> Path:
+    """Write ``model`` (a TransformerLM with attn_impl="scratch") to ``path`` as ONNX, simplified by
+    onnxruntime's basic optimizations unless ``optimize=False``."""
     config = model.config
     if config.attn_impl != "scratch":
         raise ValueError(f"the playground shows attention weights, which only attn_impl='scratch' materialises; "
@@ -73,6 +80,7 @@ def export_onnx(model: nn.Module, path: str | Path) -> Path:
     dynamic = {"token_ids": {0: "B", 1: "T"}, "logits": {0: "B", 1: "T"}}
     dynamic.update({name: {0: "B", 2: "T", 3: "T"} for name in names[1:]})
     example = torch.zeros(1, min(8, config.context_length), dtype=torch.long)
+    traced = path.with_name(path.stem + ".traced.onnx") if optimize else path
     was_training = model.training
     model.eval()
     with warnings.catch_warnings():
@@ -83,11 +91,24 @@ def export_onnx(model: nn.Module, path: str | Path) -> Path:
         warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
         with torch.no_grad():
             torch.onnx.export(
-                ModelWithAttention(model), (example,), str(path), dynamo=False, opset_version=OPSET,
+                ModelWithAttention(model), (example,), str(traced), dynamo=False, opset_version=OPSET,
                 input_names=["token_ids"], output_names=names, dynamic_axes=dynamic,
             )
     model.train(was_training)
+    if optimize:
+        _optimize(traced, path)
+        traced.unlink()
     return path
+
+
+def _optimize(source: Path, target: Path) -> None:
+    """onnxruntime's basic level only: the extended levels write fused operators of one runtime."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    onnxruntime.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
 
 
 def seed_prompt(val_text: str, context_length: int, min_chars: int = 40) -> str:
