@@ -41,7 +41,8 @@ BENCH_SMALL = {
                           "--steps", "1"],
     "bench_generation.py": ["--new-tokens", "4", "--prompts", "8"],
 }
-BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus"}
+BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus",
+                 "bench_playground.py": "needs the built site and Chromium"}
 
 
 def _blocks(text: str):

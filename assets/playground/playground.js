@@ -3,8 +3,8 @@
 //
 // Loaded as a module by the playground page only (_ext/tinyformer_book.py); the runtime and the
 // model are fetched from this site when the page opens, never by any other page.
-// Computed values go into data-* attributes (data-prob on each bar, data-weight on each heatmap
-// cell, ...) so tests/test_playground.py reads exact numbers, not rounded text.
+// Computed values go into data-* attributes (data-prob on each bar, data-weights on the heatmap,
+// ...) so tests/test_playground.py reads exact numbers, not rounded text.
 
 const STATIC = new URL("./", import.meta.url);              // _static/
 const ORT_DIR = new URL("onnxruntime-web/", STATIC);         // assets/vendor/onnxruntime-web
@@ -211,6 +211,8 @@ function setUp() {
   ui.greedy.addEventListener("click", () => generate(false));
   ui.sample.addEventListener("click", () => generate(true));
   ui.stop.addEventListener("click", () => { stopRequested = true; });
+  // The theme switcher changes <html data-theme>: redraw the map in the new colours.
+  new MutationObserver(renderHeatmap).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
   setStatus(`Ready: the book's model (${meta.parameters.toLocaleString("en")} parameters, ${meta.n_layers} layers of `
     + `${meta.n_heads} heads, ${meta.vocab_size} characters, a context of ${meta.context_length}) runs in this page.`, "ready");
   predict();
@@ -342,11 +344,16 @@ function renderBars() {
 
 // ---------------------------------------------------------------- the attention heatmap
 
-const SVG = "http://www.w3.org/2000/svg";
-function svg(tag, attributes) {
-  const el = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attributes)) el.setAttribute(k, v);
-  return el;
+// Drawn on a canvas: a 64-character prompt has 2080 cells, and as SVG elements they made each
+// update several times slower than the model run itself. The weights drawn are also written to
+// the canvas's data-weights (row q holds keys 0..q), and the tick labels to data-labels.
+
+const CELL = 11;          // canvas units per cell (scaled to the width the page gives it)
+const MARGIN = 14;        // room for the tick labels
+let hovered = null;       // the cell under the pointer, for the readout
+
+function themeColor(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#0b66d0";
 }
 
 function renderHeatmap() {
@@ -356,43 +363,82 @@ function renderHeatmap() {
   const head = Number(ui.head.value);
   const query = Math.min(Number(ui.query.value), T - 1);
   const map = current.attention[layer].subarray(head * T * T, (head + 1) * T * T);   // (T, T), row = query
-  const cell = 11;
-  const margin = 14;                                          // room for the tick labels
-  const size = margin + T * cell;
-  const picture = svg("svg", { viewBox: `0 0 ${size} ${size}`, role: "img", class: "pg-map" });
   const labels = ids.map((i) => show(chars[i]));
-  const cells = svg("g", { class: "pg-cells" });
-  for (let q = 0; q < T; q++) {
-    for (let k = 0; k <= q; k++) {                            // above the diagonal: masked, no cell
-      const w = map[q * T + k];
-      const rect = svg("rect", { x: margin + k * cell, y: margin + q * cell, width: cell, height: cell,
-        "fill-opacity": w.toFixed(4), "data-query": q, "data-key": k, "data-weight": String(w) });
-      if (q === query) rect.classList.add("pg-selected");
-      cells.append(rect);
-    }
+  const size = MARGIN + T * CELL;
+  if (hovered && hovered.q >= T) hovered = null;
+  let canvas = ui.heatmap.querySelector("canvas");
+  if (!canvas) {
+    canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.addEventListener("pointermove", (event) => hover(event, canvas));
+    canvas.addEventListener("pointerleave", () => { hovered = null; describe(); });
+    ui.heatmap.replaceChildren(canvas);
   }
-  const ticks = svg("g", { class: "pg-ticks", "aria-hidden": "true" });
+  const scale = Math.max(1, Math.ceil(window.devicePixelRatio || 1)) * 2;   // sharp text when scaled up
+  canvas.width = canvas.height = size * scale;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(scale, scale);
+  ctx.fillStyle = themeColor("--bg");
+  ctx.fillRect(0, 0, size, size);
+  const ink = themeColor("--link");
+  const weights = [];
+  ctx.fillStyle = ink;
+  for (let q = 0; q < T; q++) {
+    const row = Array.from(map.subarray(q * T, q * T + q + 1));   // above the diagonal: masked, no cell
+    weights.push(row);
+    row.forEach((w, k) => {
+      ctx.globalAlpha = w;                                      // darker = more weight
+      ctx.fillRect(MARGIN + k * CELL, MARGIN + q * CELL, CELL, CELL);
+    });
+  }
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = themeColor("--fg");
+  ctx.font = `9px ${getComputedStyle(ui.heatmap).fontFamily}`;
   labels.forEach((label, t) => {
-    const middle = margin + t * cell + cell / 2;
-    const left = svg("text", { x: margin - 2, y: middle, "text-anchor": "end", "dominant-baseline": "central" });
-    left.textContent = label;                                 // query (row) labels down the left
-    const top = svg("text", { x: middle, y: margin - 2, "text-anchor": "middle" });
-    top.textContent = label;                                  // key (column) labels across the top
-    ticks.append(left, top);
+    const middle = MARGIN + t * CELL + CELL / 2;
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    ctx.fillText(label, MARGIN - 2, middle);                    // query (row) labels down the left
+    ctx.textAlign = "center"; ctx.textBaseline = "bottom";
+    ctx.fillText(label, middle, MARGIN - 2);                    // key (column) labels across the top
   });
-  const outline = svg("rect", { x: margin, y: margin + query * cell, width: (query + 1) * cell, height: cell, class: "pg-row-outline" });
-  picture.append(cells, ticks, outline);
-  const row = Array.from(map.subarray(query * T, query * T + query + 1));
-  const best = [...row.keys()].sort((a, b) => row[b] - row[a]).slice(0, 3);
-  const describe = (k) => `“${labels[k]}” (position ${k}, ${row[k].toFixed(2)})`;
-  const summary = `Layer ${layer}, head ${head}: character ${query} “${labels[query]}” puts most weight on `
-    + best.map(describe).join(", then ");
-  picture.setAttribute("aria-label", `Attention heatmap of layer ${layer}, head ${head} over the ${T} characters of the `
-    + `prompt, rows reading, columns read, lower triangle only. ${summary}.`);
+  ctx.strokeStyle = themeColor("--fg");
+  ctx.strokeRect(MARGIN, MARGIN + query * CELL, (query + 1) * CELL, CELL);   // the reading character's row
+  Object.assign(canvas.dataset, { weights: JSON.stringify(weights), labels: JSON.stringify(labels) });
+  Object.assign(ui.heatmap.dataset, { layer, head, T, query, prompt: current.text });
   $("pg-query-value").textContent = `${query} “${labels[query]}”`;
-  ui.readout.textContent = summary + ".";
-  Object.assign(ui.heatmap.dataset, { layer, head, T, prompt: current.text });
-  ui.heatmap.replaceChildren(picture);
+  describe();
+}
+
+// The readout under the map (and the canvas's text alternative): the reading character's three
+// strongest keys, or the cell under the pointer.
+function describe() {
+  const canvas = ui.heatmap.querySelector("canvas");
+  if (!canvas || !current) return;
+  const { layer, head, query } = ui.heatmap.dataset;
+  const weights = JSON.parse(canvas.dataset.weights);
+  const labels = JSON.parse(canvas.dataset.labels);
+  const q = Number(query);
+  const best = [...weights[q].keys()].sort((a, b) => weights[q][b] - weights[q][a]).slice(0, 3);
+  const key = (k, row) => `“${labels[k]}” (position ${k}, ${weights[row][k].toFixed(2)})`;
+  const summary = `Layer ${layer}, head ${head}: character ${q} “${labels[q]}” puts most weight on `
+    + best.map((k) => key(k, q)).join(", then ") + ".";
+  canvas.setAttribute("aria-label", `Attention heatmap of layer ${layer}, head ${head} over the ${labels.length} `
+    + `characters of the prompt: rows read, columns are read, lower triangle only. ${summary}`);
+  ui.readout.textContent = hovered
+    ? `Layer ${layer}, head ${head}: character ${hovered.q} “${labels[hovered.q]}” gives ${key(hovered.k, hovered.q)}.`
+    : summary;
+}
+
+function hover(event, canvas) {
+  const box = canvas.getBoundingClientRect();
+  const units = (MARGIN + current.T * CELL) / box.width;
+  const k = Math.floor(((event.clientX - box.left) * units - MARGIN) / CELL);
+  const q = Math.floor(((event.clientY - box.top) * units - MARGIN) / CELL);
+  const inside = q >= 0 && q < current.T && k >= 0 && k <= q;
+  if (inside ? !hovered || hovered.q !== q || hovered.k !== k : hovered) {
+    hovered = inside ? { q, k } : null;
+    describe();
+  }
 }
 
 // ---------------------------------------------------------------- generation
@@ -439,8 +485,11 @@ async function generate(sampled) {
   }
 }
 
-load().catch((error) => {
-  ui.progress.hidden = true;
-  setStatus(`The playground could not start: ${error.message}`, "error");
-  console.error(error);
-});
+// Imported elsewhere (tests/test_playground.py checks the sampling maths), only the exports are used.
+if (root) {
+  load().catch((error) => {
+    ui.progress.hidden = true;
+    setStatus(`The playground could not start: ${error.message}`, "error");
+    console.error(error);
+  });
+}
