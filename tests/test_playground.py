@@ -225,6 +225,18 @@ def test_page_loads_without_errors_and_shows_pytorchs_probabilities(playground, 
     assert not playground.failed, playground.failed
 
 
+@pytest.mark.browser
+def test_a_character_the_model_never_saw_is_named_not_dropped(playground):
+    page = playground.page
+    for text, problem in (("And the LORD spake unto Moïse", '"ï"'), ("", "at least one character")):
+        page.fill("#pg-prompt", text)
+        page.wait_for_function("t => document.getElementById('pg-bars').dataset.prompt === t", arg=text)
+        assert problem in page.inner_text("#pg-prompt-note")
+        assert page.locator("#pg-bars li").count() == 0
+    page.fill("#pg-prompt", PROMPTS[0])
+    _bars(page, PROMPTS[0], 1.0, None, None)  # and it recovers
+
+
 KNOBS = [(0.5, None, None), (1.35, 5, None), (0.8, None, 0.6), (1.0, 12, 0.9), (2.0, 3, 0.95), (0.0, None, None)]
 
 

@@ -252,44 +252,49 @@ function predict() {
 
 async function pump() {
   pumping = true;
-  while (wanted) {
-    const { text, since } = wanted;
-    wanted = null;
-    let ids;
-    try {
-      if (!text.length) throw new Error("type at least one character");
-      ids = encode(text);
-    } catch (error) {
-      current = null;
-      ui.promptNote.textContent = `The model cannot read this prompt: ${error.message}.`;
-      ui.promptNote.classList.add("pg-error");
-      ui.bars.replaceChildren();
-      ui.bars.dataset.prompt = text;
-      ui.heatmap.replaceChildren();
-      ui.readout.textContent = "";
-      continue;
+  try {
+    while (wanted) {
+      const { text, since } = wanted;
+      wanted = null;
+      try {
+        await showPrediction(text);
+        root.dataset.updateMs = (performance.now() - since).toFixed(2);
+        if (!root.dataset.firstPredictionMs) root.dataset.firstPredictionMs = performance.now().toFixed(0);
+      } catch (error) {           // a prompt the model cannot read, or a failed run: say so, keep going
+        current = null;
+        ui.promptNote.textContent = `The model cannot read this prompt: ${error.message}.`;
+        ui.promptNote.classList.add("pg-error");
+        ui.bars.replaceChildren();
+        ui.bars.dataset.prompt = text;
+        ui.heatmap.replaceChildren();
+        ui.readout.textContent = "";
+      }
     }
-    const cropped = ids.slice(-meta.context_length);          // as generate() crops its input
-    const out = await forward(cropped);
-    const T = cropped.length;
-    const V = meta.vocab_size;
-    current = {
-      text, T, ids: cropped,
-      logits: out.logits.data.slice((T - 1) * V, T * V),     // the prediction after the last character
-      attention: meta.outputs.slice(1).map((name) => out[name].data),
-    };
-    ui.promptNote.classList.remove("pg-error");
-    ui.promptNote.textContent = ids.length > T
-      ? `The model reads the last ${T} of these ${ids.length} characters (its context).`
-      : `${T} characters, all inside the model's context of ${meta.context_length}.`;
-    renderBars();
-    ui.query.max = String(T - 1);
-    ui.query.value = String(T - 1);
-    renderHeatmap();
-    root.dataset.updateMs = (performance.now() - since).toFixed(2);
-    if (!root.dataset.firstPredictionMs) root.dataset.firstPredictionMs = performance.now().toFixed(0);
+  } finally {
+    pumping = false;
   }
-  pumping = false;
+}
+
+async function showPrediction(text) {
+  if (!text.length) throw new Error("type at least one character");
+  const ids = encode(text);
+  const cropped = ids.slice(-meta.context_length);            // as generate() crops its input
+  const out = await forward(cropped);
+  const T = cropped.length;
+  const V = meta.vocab_size;
+  current = {
+    text, T, ids: cropped,
+    logits: out.logits.data.slice((T - 1) * V, T * V),       // the prediction after the last character
+    attention: meta.outputs.slice(1).map((name) => out[name].data),
+  };
+  ui.promptNote.classList.remove("pg-error");
+  ui.promptNote.textContent = ids.length > T
+    ? `The model reads the last ${T} of these ${ids.length} characters (its context).`
+    : `${T} characters, all inside the model's context of ${meta.context_length}.`;
+  renderBars();
+  ui.query.max = String(T - 1);
+  ui.query.value = String(T - 1);
+  renderHeatmap();
 }
 
 function settings() {
