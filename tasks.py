@@ -6,6 +6,9 @@
     python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
                                 (to origin only if it is a hosted URL; otherwise --remote is required)
     python3 tasks.py sync-toc   copy _toc.yml to book/_toc.yml
+    python3 tasks.py vendor-ort [--version V]
+                                refresh assets/vendor/onnxruntime-web/ from npm (maintainers only;
+                                the files are committed, so building needs no npm)
     python3 tasks.py clean      remove _build/
 
 Set-up is skipped when .venv already matches pyproject.toml and constraints.txt.
@@ -14,12 +17,16 @@ Set-up is skipped when .venv already matches pyproject.toml and constraints.txt.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import venv
 from pathlib import Path
@@ -147,6 +154,52 @@ def publish(remote: str | None, branch: str, push: bool) -> None:
     run(*args, HTML)
 
 
+ORT_DIR = ROOT / "assets" / "vendor" / "onnxruntime-web"
+ORT_VERSION = "1.30.0"
+# What the playground's wasm backend loads, nothing else: the wasm-only ESM entry, the
+# Emscripten glue it imports, and the SIMD binary (the threaded build also runs single-threaded).
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+ORT_KEEP = ("LICENSE", "README.md", "manifest.json")  # written by hand, kept across refreshes
+
+
+def vendor_ort(version: str) -> None:
+    """Fetch onnxruntime-web@VERSION with `npm pack`, copy ORT_FILES into assets/vendor/onnxruntime-web/
+    and write manifest.json (each file's sha256; tests/test_playground.py checks them)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        sys.exit("error: vendor-ort needs npm (it downloads the onnxruntime-web package from the npm registry)")
+    with tempfile.TemporaryDirectory() as tmp:
+        run(npm, "pack", "--silent", f"onnxruntime-web@{version}", cwd=tmp)
+        tarballs = list(Path(tmp).glob("onnxruntime-web-*.tgz"))
+        if len(tarballs) != 1:
+            sys.exit(f"error: npm pack left {[t.name for t in tarballs]} in {tmp}, expected one onnxruntime-web tarball")
+        data = tarballs[0].read_bytes()
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+        with tarfile.open(tarballs[0]) as tar:
+            package = json.load(tar.extractfile("package/package.json"))
+            if package.get("version") != version or package.get("license") != "MIT":
+                sys.exit(f"error: expected onnxruntime-web {version} under the MIT licence (our LICENSE file), "
+                         f"got version {package.get('version')!r}, licence {package.get('license')!r}")
+            files = {name: tar.extractfile(f"package/dist/{name}").read() for name in ORT_FILES}
+    ORT_DIR.mkdir(parents=True, exist_ok=True)
+    for old in ORT_DIR.iterdir():
+        if old.name not in ORT_FILES + ORT_KEEP:
+            old.unlink()
+    for name, content in files.items():
+        (ORT_DIR / name).write_bytes(content)
+    manifest = {
+        "package": "onnxruntime-web",
+        "version": version,
+        "npm_integrity": integrity,  # compare: npm view onnxruntime-web@VERSION dist.integrity
+        "refresh": f"python3 tasks.py vendor-ort --version {version}",
+        "files": {name: {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+                  for name, content in files.items()},
+    }
+    (ORT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    total = sum(len(c) for c in files.values())
+    print(f"vendored onnxruntime-web {version}: {len(files)} files, {total / 1e6:.1f} MB in {ORT_DIR.relative_to(ROOT)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="task", required=True)
@@ -160,6 +213,8 @@ def main() -> None:
     p_pub.add_argument("--branch", default="gh-pages")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
     sub.add_parser("sync-toc")
+    p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")
+    p_ort.add_argument("--version", default=ORT_VERSION)
     sub.add_parser("clean")
     args, extra = parser.parse_known_args()
     if extra and args.task != "test":
@@ -174,6 +229,8 @@ def main() -> None:
         publish(args.remote, args.branch, push=not args.no_push)
     elif args.task == "sync-toc":
         sync_toc()
+    elif args.task == "vendor-ort":
+        vendor_ort(args.version)
     elif args.task == "clean":
         shutil.rmtree(BUILD, ignore_errors=True)
 

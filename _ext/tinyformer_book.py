@@ -13,15 +13,20 @@
    those records and collects every claim into _build/html/claims.json.
 4. Trained runs: before a chapter that loads the book's trained models is read, the runs
    missing from the cache are trained by `python -m tinyformer.book.runs`, with progress.
+5. The playground (book/playground.md): only that page loads assets/playground/ (its script and
+   styles), and after the build the book's trained model is exported to ONNX beside it
+   (tinyformer/book/export.py, in a subprocess, so Sphinx itself never imports torch).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from docutils import nodes
@@ -33,7 +38,10 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
 TEMPLATES_DIR = ROOT / "assets" / "templates"  # overrides of theme components (accessibility)
-VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax)
+VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax, onnxruntime-web)
+PLAYGROUND_DIR = ROOT / "assets" / "playground"  # the playground page's own script and styles
+PLAYGROUND_PAGE = "playground"
+PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's static files
 
 
 def _load_package_hash():
@@ -61,7 +69,7 @@ def _rendering_hash() -> str:
 
 
 def _config_inited(app, config):
-    config.html_static_path = [*config.html_static_path, str(CSS_DIR), str(VENDOR_DIR)]
+    config.html_static_path = [*config.html_static_path, str(CSS_DIR), str(VENDOR_DIR), str(PLAYGROUND_DIR)]
     config.templates_path = [str(TEMPLATES_DIR), *config.templates_path]
     # Jupyter Book builds html_theme_options from _config.yml (launch buttons,
     # repository); add to it here rather than replace it from sphinx.config.
@@ -175,6 +183,38 @@ def _prepare_runs(app, env, docnames):
         raise ExtensionError(f"python -m tinyformer.book.runs failed (exit {proc.returncode}): see its output above")
 
 
+def _playground_assets(app, pagename, templatename, context, doctree):
+    """Only the playground page loads its script (which then fetches the runtime and the model)."""
+    if pagename == PLAYGROUND_PAGE:
+        app.add_css_file("playground.css")
+        app.add_js_file("playground.js", type="module")
+
+
+def _export_playground(app, exception):
+    """Export the book's trained model for the playground page, unless the export there is
+    already from this package (the model is a deterministic function of it)."""
+    if exception is not None or app.builder.name != "html" or PLAYGROUND_PAGE not in app.env.found_docs:
+        return
+    out = Path(app.outdir) / PLAYGROUND_OUT
+    meta_path = out / "model.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            model = out / meta["model"]
+            if (meta.get("package_hash") == package_hash() and model.exists()
+                    and hashlib.sha256(model.read_bytes()).hexdigest() == meta.get("model_sha256")):
+                return
+        except (ValueError, KeyError, OSError):
+            pass  # unreadable: export again
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tinyformer.book.export", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise ExtensionError(f"the playground's model export failed (python -m tinyformer.book.export):\n"
+                             f"{proc.stderr[-3000:]}")
+    logger.info(f"playground: exported the book's model to {out} in {time.perf_counter() - start:.1f} s")
+
+
 def setup(app):
     app.add_css_file("style.css")
     app.connect("config-inited", _config_inited)
@@ -185,4 +225,7 @@ def setup(app):
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)
+    # before _unique_scripts, which replaces the page's list of scripts with a copy
+    app.connect("html-page-context", _playground_assets, priority=400)
+    app.connect("build-finished", _export_playground)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

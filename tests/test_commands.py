@@ -42,7 +42,8 @@ BENCH_SMALL = {
     "bench_generation.py": ["--new-tokens", "4", "--prompts", "8"],
     "bench_reference.py": ["--steps", "2", "--eval-batches", "1", "--no-memory", "--no-write"],
 }
-BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus"}
+BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus",
+                 "bench_playground.py": "needs the built site and Chromium"}
 
 
 def _blocks(text: str):

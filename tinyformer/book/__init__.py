@@ -5,6 +5,7 @@
     walkthrough   the running example: one tiny input carried from tokens to the next token,
                   every intermediate tensor by name, checked against the model's own forward pass
     diagrams      data-flow pictures drawn from the modules themselves (forward hooks), with alt text
+    export        the trained model to ONNX (logits and every layer's attention) for the playground page
 
 The library (``tinyformer.layers``, ``attention``, ``model``, ...) never imports from here, so a
 reader who opens ``tinyformer/`` sees the model first.
