@@ -144,17 +144,19 @@ def _record_writes() -> list[str]:
 
 
 def _job_train(rank: int, cfg: dict, out: str, resume: bool = False, stop_after: int | None = None,
-               signal_rank_1_at: int | None = None) -> dict:
+               ctrl_c_rank_1_at: int | None = None) -> dict:
     batches, writes, norms = _record_batches(), _record_writes(), _record_grad_norms()
-    if signal_rank_1_at is not None and rank == 1:
+    if ctrl_c_rank_1_at is not None and rank == 1:
         schedule = train_module.cosine_lr_schedule
 
-        def sigterm_at_step(it, *args):  # called at the start of step it + 1
-            if it + 1 == signal_rank_1_at:
-                os.kill(os.getpid(), signal.SIGTERM)
+        def ctrl_c_at_step(it, *args):  # called at the start of step it + 1
+            if it + 1 == ctrl_c_rank_1_at:
+                # Twice, as under torchrun: from the terminal, and forwarded by the launcher.
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
             return schedule(it, *args)
 
-        train_module.cosine_lr_schedule = sigterm_at_step
+        train_module.cosine_lr_schedule = ctrl_c_at_step
     try:
         result = train(TrainConfig.from_dict(cfg), out_dir=out, resume=resume, progress=False, stop_after=stop_after)
     except TrainingInterrupted as exc:
@@ -267,7 +269,7 @@ def test_the_ranks_micro_batches_cover_every_row_once_in_order(size, accum):
 @pytest.fixture(scope="module")
 def chain(corpus, tmp_path_factory):
     """One run handed between 1 and 2 processes: 2 ranks take steps 1-4, one process 5-6, 2 ranks
-    with accumulation 7 (stopped there by a SIGTERM to rank 1 only), one process 8; and the
+    with accumulation 7 (stopped there by a Ctrl-C to rank 1 only), one process 8; and the
     reference: one process all the way, stopped and resumed at step 4."""
     folder = tmp_path_factory.mktemp("chain")
     cfg = config(corpus)
@@ -288,7 +290,7 @@ def chain(corpus, tmp_path_factory):
         one = train(cfg, out_dir=run, progress=False, data=data, resume=True, stop_after=6)
         calls_5_6, norms_5_6 = list(calls), list(norms)
         two_accum = run_ranks(_job_train, folder / "two_accum", cfg=config(corpus, grad_accum_steps=2).to_dict(),
-                              out=str(run), resume=True, signal_rank_1_at=7)
+                              out=str(run), resume=True, ctrl_c_rank_1_at=7)
         checkpoint_7 = load_checkpoint(run / "checkpoint.pt")
         final = train(cfg, out_dir=run, progress=False, data=data, resume=True)
     return dict(reference=reference, two=two, checkpoint_4=checkpoint_4, one=one, calls_5_6=calls_5_6, norms_5_6=norms_5_6,
@@ -342,8 +344,9 @@ def test_a_two_process_checkpoint_continues_in_one_process_and_back(chain):
 
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(chain):
     rank0, rank1 = (r["value"] for r in chain["two_accum"])
-    assert rank0["interrupted_at"] == rank1["interrupted_at"] == 7  # rank 1 alone got SIGTERM during step 7
-    assert rank0["signum"] == rank1["signum"] == signal.SIGTERM
+    # Rank 1 alone got SIGINT, twice, during step 7: both finished the step, rank 0 saved it.
+    assert rank0["interrupted_at"] == rank1["interrupted_at"] == 7
+    assert rank0["signum"] == rank1["signum"] == signal.SIGINT
     assert chain["checkpoint_7"]["iteration"] == 7
 
 

@@ -22,7 +22,8 @@ Resuming checks what matters: the corpus by the sha256 of its text, the tokenize
 and the model config must be the ones in the checkpoint, and so must every
 TrainConfig field except those in :data:`RESUMABLE_FIELDS` (``max_steps``, ``device``,
 ``compile``, ``checkpoint_interval``, ``eval_interval``, ``grad_accum_steps``,
-``dist_timeout``, and ``corpus`` as a path when its content is the same). A refusal names each differing field with both values.
+``dist_timeout``, and ``corpus`` as a path when its content is the same). A refusal
+names each differing field with both values.
 
 **A longer run on resume.** The learning rate of every step is a pure function of the
 step and the current config: ``cosine_lr_schedule(step, lr, min_lr, warmup_steps,
@@ -39,8 +40,9 @@ schedule is stored, so two resumes with the same ``max_steps`` always agree.
 share or GPU (``--device cuda`` gives each process the GPU of its LOCAL_RANK)::
 
     torchrun --standalone --nproc_per_node=2 -m tinyformer.train --config configs/book.json --out runs/book-2p
-    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \
-        --rdzv-id=seed003 -m tinyformer.train --config configs/seed003_gpu.json --out runs/seed003
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 --rdzv-id=seed003 -m tinyformer.train --config configs/seed003_gpu.json --out /shared/runs/seed003
+
+(the second on each of two machines; ``--out`` must be a folder all of them see).
 
 ``--batch-size`` is the global batch of one step; each of N processes trains on its share of
 it (batch_size / N windows, in ``--grad-accum-steps`` micro-batches), drawn from one seeded
@@ -127,17 +129,19 @@ class ResumeError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training; a checkpoint at ``step`` was saved first."""
+    """SIGINT or SIGTERM stopped training; a checkpoint at ``step`` was saved first (on several
+    processes, all stopped after that step; ``rank`` and ``world_size`` say which this is)."""
 
-    def __init__(self, step: int, signum: int, checkpoint: Path | None):
+    def __init__(self, step: int, signum: int, checkpoint: Path | None, rank: int = 0, world_size: int = 1):
         self.step, self.signum, self.checkpoint = step, signum, checkpoint
+        self.rank, self.world_size = rank, world_size
         saved = f"checkpoint saved to {checkpoint}" if checkpoint else "nothing saved (no output folder)"
         super().__init__(f"{signal.Signals(signum).name} at step {step}: {saved}")
 
 
 # Allowed ranges, checked on construction. ints: minimum value.
-_INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "grad_accum_steps": 1, "max_steps": 1, "warmup_steps": 0, "eval_interval": 1,
-                "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
+_INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "grad_accum_steps": 1, "max_steps": 1, "warmup_steps": 0,
+                "eval_interval": 1, "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
 _CHOICES = {"tokenizer": ("char", "bpe"), "dtype": ("float32", "bfloat16")}
 
 
@@ -457,11 +461,15 @@ def _check_resumable(saved_cfg: dict, cfg: TrainConfig, saved_corpus_sha: str | 
 
 class _StopOnSignal:
     """While active, SIGINT and SIGTERM only set ``signum``: the loop finishes its step, saves
-    and stops. A second signal raises KeyboardInterrupt at once."""
+    and stops. A second signal raises KeyboardInterrupt at once, unless ``second_stops`` is
+    False: under torchrun one Ctrl-C reaches a worker twice (from the terminal, and forwarded by
+    the launcher, which kills the workers itself 30 s later), and a worker that stopped at once
+    would leave the others waiting and save nothing."""
 
-    def __init__(self):
+    def __init__(self, second_stops: bool = True):
         self.signum = None
         self.previous = {}
+        self.second_stops = second_stops
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -470,7 +478,7 @@ class _StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
-        if self.signum is not None:
+        if self.signum is not None and self.second_stops:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped at once")
         self.signum = signum
 
@@ -648,7 +656,7 @@ def _train(cfg: TrainConfig, world: World, device: str, out: Path | None, resume
     micro_batches = world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)  # this rank's rows of each batch
     # The handlers go in before the progress bar prints its first count: a signal aimed at that
     # count (a resumed run prints its starting step at once) then still stops after one clean step.
-    with _StopOnSignal() as stop:
+    with _StopOnSignal(second_stops=not world.distributed) as stop:
         bar = None
         if progress and world.is_main and start_step < cfg.max_steps:
             from tqdm.auto import tqdm
@@ -701,7 +709,8 @@ def _train(cfg: TrainConfig, world: World, device: str, out: Path | None, resume
             if signum:
                 if bar is not None:
                     bar.close()
-                raise TrainingInterrupted(done, signum, out / "checkpoint.pt" if out is not None else None)
+                raise TrainingInterrupted(done, signum, out / "checkpoint.pt" if out is not None else None,
+                                          world.rank, world.size)
             if done == stop_after:
                 break
         if bar is not None:
@@ -842,8 +851,8 @@ def smoke_scaled(values: dict) -> dict:
 _FLAG_HELP = {
     "batch_size": "the global batch: windows per optimiser step over all processes and accumulation steps "
                   "(each process runs BATCH_SIZE / (processes x GRAD_ACCUM_STEPS) at a time)",
-    "grad_accum_steps": "split each step's batch into this many micro-batches, run one after the other and "
-                        "accumulated (the same update, less memory)",
+    "grad_accum_steps": "split each process's share of a step's batch into this many micro-batches, run one "
+                        "after the other with their gradients added up (the same update, less memory)",
     "dist_timeout": "seconds a process waits for the others under torchrun before it stops with an error "
                     "(default 600)",
     "device": "cpu, cuda or mps; under torchrun, cuda gives each process the GPU of its LOCAL_RANK",
@@ -950,8 +959,10 @@ def main(argv=None) -> int:
         return _run_cli(args)
     except TrainingInterrupted as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a late second Ctrl-C changes nothing
-        print(f"interrupted: {exc}; continue with: python -m tinyformer.train --out {args.out} --resume",
-              file=sys.stderr)
+        if exc.rank == 0:  # every rank stopped after the same step; one report
+            again = ("python -m tinyformer.train" if exc.world_size == 1 else
+                     f"torchrun ... -m tinyformer.train (on {exc.world_size} or any number of processes)")
+            print(f"interrupted: {exc}; continue with: {again} --out {args.out} --resume", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt as exc:
         detail = f" ({exc})" if str(exc) else ""
