@@ -8,7 +8,9 @@ scaled down by ``TINYFORMER_SMOKE=1`` (training steps divided by 64) or, for ben
 extra size arguments, and must exit 0.
 
 Commands that need a CUDA GPU are checked for valid arguments only (``--check-config``) and
-skipped for running on a machine without one. ``tasks.py build``, ``test`` and ``publish`` are
+skipped for running on a machine without one. ``torchrun`` commands run as ``python -m
+torch.distributed.run`` (the same launcher) with 2 CPU processes; those that need more GPUs
+than the machine has, or several machines, are checked with ``--check-config`` in one process. ``tasks.py build``, ``test`` and ``publish`` are
 excluded: they build the book or run this suite, and are tested by test_book.py /
 test_publish.py and CI itself; ``publish``'s refusal of a local origin is tested below.
 """
@@ -84,9 +86,29 @@ def needs_gpu(argv: list[str], cwd: Path) -> bool:
     return False
 
 
+def _launcher_option(argv: list[str], name: str, default: str) -> str:
+    """The value of torchrun's ``--name=value`` or ``--name value`` (before ``-m``)."""
+    for i, arg in enumerate(argv[:argv.index("-m")]):
+        if arg == name:
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
 def prepare(command: str, scratch: Path) -> tuple[list[str] | None, str]:
     """argv to run (None: not run) and what is done with it."""
     argv = shlex.split(command)
+    if Path(argv[0]).name == "torchrun":
+        training = argv[argv.index("-m"):]  # the launcher's own options come before -m
+        nodes, processes = int(_launcher_option(argv, "--nnodes", "1")), int(_launcher_option(argv, "--nproc_per_node", "1"))
+        if nodes > 1:
+            return [sys.executable, *training, "--check-config"], "arguments checked (--check-config): needs several machines"
+        if needs_gpu(argv, scratch) and torch.cuda.device_count() < processes:
+            return ([sys.executable, *training, "--check-config"],
+                    f"arguments checked (--check-config, one process); training needs {processes} CUDA GPUs")
+        # torchrun is `python -m torch.distributed.run` (the scratch copy has no .venv/bin/torchrun).
+        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]], "run under torchrun (TINYFORMER_SMOKE=1)"
     if argv[0].endswith(("python", "python3")) or argv[0].startswith(".venv/"):
         argv[0] = sys.executable
     if "tasks.py" in command:
@@ -123,6 +145,8 @@ def test_the_docs_show_the_commands_this_file_runs():
     assert any("--config configs/book.json" in c for c in readme), readme
     assert any("--resume" in c and "--max-steps" in c for c in readme), readme
     assert any("bench_training.py" in c for c in readme), readme
+    assert any(c.startswith(".venv/bin/torchrun --standalone --nproc_per_node=2 -m tinyformer.train") for c in readme)
+    assert any("--nnodes" in c and "--rdzv-endpoint" in c for c in readme), readme
     assert any("tasks.py build" in c for c in readme) and any("tasks.py test" in c for c in readme)
 
 

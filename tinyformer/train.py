@@ -21,8 +21,9 @@ A run never loses work:
 Resuming checks what matters: the corpus by the sha256 of its text, the tokenizer
 and the model config must be the ones in the checkpoint, and so must every
 TrainConfig field except those in :data:`RESUMABLE_FIELDS` (``max_steps``, ``device``,
-``compile``, ``checkpoint_interval``, ``eval_interval``, and ``corpus`` as a path when
-its content is the same). A refusal names each differing field with both values.
+``compile``, ``checkpoint_interval``, ``eval_interval``, ``grad_accum_steps``,
+``dist_timeout``, and ``corpus`` as a path when its content is the same). A refusal
+names each differing field with both values.
 
 **A longer run on resume.** The learning rate of every step is a pure function of the
 step and the current config: ``cosine_lr_schedule(step, lr, min_lr, warmup_steps,
@@ -34,6 +35,21 @@ restart in the sense of SGDR (Loshchilov & Hutter, 2017); a run stopped half-way
 the longer cosine without a restart when the two schedules meet. Nothing about the
 schedule is stored, so two resumes with the same ``max_steps`` always agree.
 ``max_steps`` below the steps already taken is refused.
+
+**Several processes or GPUs.** The same command runs under torchrun, one process per CPU
+share or GPU (``--device cuda`` gives each process the GPU of its LOCAL_RANK)::
+
+    torchrun --standalone --nproc_per_node=2 -m tinyformer.train --config configs/book.json --out runs/book-2p
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 --rdzv-id=seed003 -m tinyformer.train --config configs/seed003_gpu.json --out /shared/runs/seed003
+
+(the second on each of two machines; ``--out`` must be a folder all of them see).
+
+``--batch-size`` is the global batch of one step; each of N processes trains on its share of
+it (batch_size / N windows, in ``--grad-accum-steps`` micro-batches), drawn from one seeded
+stream, and DistributedDataParallel averages their gradients, so N processes take the steps
+one process takes with the whole batch. Rank 0 writes every file; a checkpoint resumes on
+any number of processes (``grad_accum_steps`` and ``dist_timeout`` may change on resume).
+A process that dies or hangs stops the others within ``--dist-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -69,13 +85,15 @@ from .training import (
     config_differences,
     cosine_lr_schedule,
     cross_entropy,
-    get_batch,
     load_checkpoint,
+    random_starts,
     remove_stale_temp_files,
     restore_checkpoint,
     make_optimizer,
     save_checkpoint,
+    windows,
 )
+from .distributed import DistributedError, World, process_group, sync_gradients, world_from_env, wrap_model
 
 __all__ = [
     "BOOK_RUN",
@@ -98,7 +116,8 @@ __all__ = [
 
 RUN_FILES = ("tokenizer.json", "checkpoint.pt", "log.csv", "result.json")
 _RESUME_KEYS = ("train_config", "sampler_state", "log", "corpus_sha256", "tokenizer")
-RESUMABLE_FIELDS = ("max_steps", "device", "compile", "checkpoint_interval", "eval_interval", "corpus")
+RESUMABLE_FIELDS = ("max_steps", "device", "compile", "checkpoint_interval", "eval_interval", "corpus",
+                    "grad_accum_steps", "dist_timeout")
 
 
 class ConfigError(ValueError):
@@ -110,17 +129,19 @@ class ResumeError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped training; a checkpoint at ``step`` was saved first."""
+    """SIGINT or SIGTERM stopped training; a checkpoint at ``step`` was saved first (on several
+    processes, all stopped after that step; ``rank`` and ``world_size`` say which this is)."""
 
-    def __init__(self, step: int, signum: int, checkpoint: Path | None):
+    def __init__(self, step: int, signum: int, checkpoint: Path | None, rank: int = 0, world_size: int = 1):
         self.step, self.signum, self.checkpoint = step, signum, checkpoint
+        self.rank, self.world_size = rank, world_size
         saved = f"checkpoint saved to {checkpoint}" if checkpoint else "nothing saved (no output folder)"
         super().__init__(f"{signal.Signals(signum).name} at step {step}: {saved}")
 
 
 # Allowed ranges, checked on construction. ints: minimum value.
-_INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "max_steps": 1, "warmup_steps": 0, "eval_interval": 1,
-                "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
+_INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "grad_accum_steps": 1, "max_steps": 1, "warmup_steps": 0,
+                "eval_interval": 1, "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
 _CHOICES = {"tokenizer": ("char", "bpe"), "dtype": ("float32", "bfloat16")}
 
 
@@ -141,7 +162,10 @@ class TrainConfig:
     tokenizer: str = "char"  # "char" or "bpe"
     bpe_vocab_size: int = 1024
     val_fraction: float = 0.1
+    # The global batch: windows per optimiser step, over all processes and accumulation steps.
+    # Each process runs batch_size / (processes x grad_accum_steps) windows at a time.
     batch_size: int = 32
+    grad_accum_steps: int = 1
     max_steps: int = 500
     lr: float = 3e-3
     min_lr: float = 3e-4
@@ -159,6 +183,9 @@ class TrainConfig:
     device: str = "cpu"
     dtype: str = "float32"  # "bfloat16" uses autocast on CUDA
     compile: bool = False
+    # Seconds a process waits for the others (rendezvous, each gradient average, checkpoint writes
+    # by rank 0) before it stops with an error. Only used when torchrun starts several processes.
+    dist_timeout: float = 600.0
 
     def __post_init__(self):
         self.validate()
@@ -175,18 +202,22 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 fail(name, f"an integer >= {minimum}")
         numbers = {"lr": "a finite number > 0", "min_lr": "a finite number >= 0", "weight_decay": "a finite number >= 0",
-                   "grad_clip": "a finite number > 0", "val_fraction": "a number in (0, 1)"}
+                   "grad_clip": "a finite number > 0", "val_fraction": "a number in (0, 1)",
+                   "dist_timeout": "a finite number of seconds > 0"}
         for name, allowed in numbers.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 fail(name, allowed)
             ok = {"lr": value > 0, "min_lr": value >= 0, "weight_decay": value >= 0, "grad_clip": value > 0,
-                  "val_fraction": 0 < value < 1}[name]
+                  "val_fraction": 0 < value < 1, "dist_timeout": value > 0}[name]
             if not ok:
                 fail(name, allowed)
             setattr(self, name, float(value))
         if self.min_lr > self.lr:
             fail("min_lr", f"<= lr ({self.lr}) (the schedule decays from lr to min_lr)")
+        if self.batch_size % self.grad_accum_steps:
+            fail("grad_accum_steps", f"a divisor of batch_size ({self.batch_size}): each step splits its batch into "
+                                     f"grad_accum_steps equal micro-batches")
         if self.warmup_steps > self.max_steps:
             fail("warmup_steps", f"<= max_steps ({self.max_steps})")
         betas = self.betas
@@ -323,15 +354,25 @@ def ngram_baselines(train_tokens: np.ndarray, val_tokens: np.ndarray, vocab_size
 
 
 @torch.no_grad()
-def evaluate(model, tokens, cfg: TrainConfig, step: int) -> float:
+def evaluate(model, tokens, cfg: TrainConfig, step: int, world: World = World(), device: str | None = None) -> float:
     """Mean loss on ``eval_batches`` windows drawn by a generator seeded from the step,
-    so evaluation never disturbs (or depends on) the training sampler."""
+    so evaluation never disturbs (or depends on) the training sampler.
+
+    Each batch is evaluated in the training step's pieces: on several ranks each takes its rows
+    (micro-batch by micro-batch) and the ranks average their means, which is the mean one
+    process computes over the same windows (the pieces are equal in size)."""
+    device = device or cfg.device
     model.eval()
     g = torch.Generator().manual_seed(cfg.seed + 1_000_003 + step)
+    context = model.config.context_length
+    pieces = world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)
     losses = []
     for _ in range(cfg.eval_batches):
-        x, y = get_batch(tokens, cfg.batch_size, model.config.context_length, cfg.device, generator=g)
-        losses.append(cross_entropy(model(x).float(), y).item())
+        starts = random_starts(len(tokens), cfg.batch_size, context, generator=g)
+        parts = [cross_entropy(model(x).float(), y).item()
+                 for x, y in (windows(tokens, starts[rows], context, device) for rows in pieces)]
+        losses.append(sum(parts) / len(parts))
+    losses = [loss / world.size for loss in world.sum(losses, f"evaluation at step {step}")]
     model.train()
     return float(np.mean(losses))
 
@@ -420,11 +461,15 @@ def _check_resumable(saved_cfg: dict, cfg: TrainConfig, saved_corpus_sha: str | 
 
 class _StopOnSignal:
     """While active, SIGINT and SIGTERM only set ``signum``: the loop finishes its step, saves
-    and stops. A second signal raises KeyboardInterrupt at once."""
+    and stops. A second signal raises KeyboardInterrupt at once, unless ``second_stops`` is
+    False: under torchrun one Ctrl-C reaches a worker twice (from the terminal, and forwarded by
+    the launcher, which kills the workers itself 30 s later), and a worker that stopped at once
+    would leave the others waiting and save nothing."""
 
-    def __init__(self):
+    def __init__(self, second_stops: bool = True):
         self.signum = None
         self.previous = {}
+        self.second_stops = second_stops
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -433,7 +478,7 @@ class _StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
-        if self.signum is not None:
+        if self.signum is not None and self.second_stops:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped at once")
         self.signum = signum
 
@@ -441,6 +486,79 @@ class _StopOnSignal:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         return False
+
+
+@dataclass
+class _Setup:
+    """Everything a run needs before its first step, built and checked without writing a file."""
+
+    corpus: Corpus
+    tokenizer: object
+    tokenizer_text: str
+    train_tokens: np.ndarray
+    val_tokens: np.ndarray
+    model_config: TransformerConfig
+    model: TransformerLM
+    optimizer: torch.optim.Optimizer
+    sampler: torch.Generator
+    log: dict
+    start_step: int
+    seconds_before: float
+    tokens_before: int
+
+
+def _setup(cfg: TrainConfig, device: str, out: Path | None, resume: bool, overwrite: bool, data, progress: bool) -> _Setup:
+    """Check the output folder, the checkpoint to resume, the device and the data, and build the
+    model, optimiser and sampler (restored on resume). Reads files, never writes one."""
+    saved = None
+    if out is not None:
+        _prepare_out_dir(out, resume, overwrite)
+        if resume:
+            saved = load_checkpoint(out / "checkpoint.pt")
+            missing = [k for k in _RESUME_KEYS if k not in saved["extra"]]
+            if missing:
+                raise ResumeError(f"{out / 'checkpoint.pt'} cannot be resumed: it was not written by "
+                                  f"tinyformer.train (no {', '.join(missing)})")
+            done_before = saved["iteration"]
+            if cfg.max_steps < done_before:
+                raise ResumeError(f"cannot resume {out} with max_steps {cfg.max_steps}: the run has already taken "
+                                  f"{done_before} steps; max_steps must be >= {done_before}")
+    _check_device(device)
+
+    # Data: on resume, the saved tokenizer (checked against the corpus by its hash).
+    if saved is not None:
+        extra = saved["extra"]
+        corpus = data[0] if data else load_corpus(cfg.corpus)
+        _check_resumable(extra["train_config"], cfg, extra.get("corpus_sha256"), corpus, out)
+        saved_tokenizer = _tokenizer_from_json(extra["tokenizer"])
+        on_disk = (out / "tokenizer.json").read_text(encoding="utf-8") if (out / "tokenizer.json").exists() else None
+        if on_disk is not None and on_disk != extra["tokenizer"]:
+            raise ResumeError(f"cannot resume {out}: tokenizer.json differs from the tokenizer saved in checkpoint.pt "
+                              f"(was it replaced?); restore it or start again with --overwrite")
+        if data and _tokenizer_json(data[1]) != extra["tokenizer"]:
+            raise ResumeError(f"cannot resume {out}: the tokenizer passed in data differs from the one in checkpoint.pt")
+        if not data:
+            data = prepare_data(cfg, tokenizer=saved_tokenizer, corpus=corpus)
+    corpus, tokenizer, train_tokens, val_tokens = data or prepare_data(cfg, progress=progress)
+    model_config = preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": tokenizer.vocab_size})
+    check_data_sizes(cfg, model_config.context_length, train_tokens, val_tokens)
+
+    torch.manual_seed(cfg.seed)  # every rank builds the same initial weights (DDP broadcasts rank 0's anyway)
+    model = TransformerLM(model_config).to(device)
+    # No weight decay on norm gains and biases (training.param_groups); our own AdamW.
+    optimizer = make_optimizer(model, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    sampler = torch.Generator().manual_seed(cfg.seed)  # one stream of global batches, drawn alike on every rank
+    setup = _Setup(corpus, tokenizer, _tokenizer_json(tokenizer), train_tokens, val_tokens, model_config, model,
+                   optimizer, sampler, log={"step": [], "lr": [], "train_loss": [], "val_step": [], "val_loss": []},
+                   start_step=0, seconds_before=0.0, tokens_before=0)
+    if saved is not None:
+        restore_checkpoint(saved, model, optimizer, str(out / "checkpoint.pt"))  # checks the model config too
+        sampler.set_state(saved["extra"]["sampler_state"])
+        setup.start_step = saved["iteration"]
+        setup.log = saved["extra"]["log"]
+        setup.seconds_before = float(saved["extra"].get("seconds", 0.0))
+        setup.tokens_before = int(saved["extra"].get("tokens_seen", 0))
+    return setup
 
 
 def train(
@@ -460,9 +578,15 @@ def train(
     skip preparing it again. ``stop_after`` ends the run early at that step (as if
     interrupted) after writing a checkpoint: used to test resuming.
 
+    Started by torchrun (``WORLD_SIZE`` > 1 in the environment), every process calls this with
+    the same arguments: each trains on its share of every global batch (see
+    :mod:`tinyformer.distributed`), rank 0 alone writes the files, and all return the same log.
+
     Raises ConfigError / ResumeError (both ValueError) for a configuration, folder or data
     that cannot be used, before anything is written; TrainingInterrupted (a
-    KeyboardInterrupt) after saving a checkpoint when SIGINT or SIGTERM arrives.
+    KeyboardInterrupt) after saving a checkpoint when SIGINT or SIGTERM arrives;
+    DistributedError when the processes cannot meet, or one of them dies or hangs for longer
+    than ``cfg.dist_timeout`` seconds.
     """
     cfg.validate()
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
@@ -470,60 +594,31 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume=True needs the out_dir of the run to continue")
-    saved = None
-    if out is not None:
-        _prepare_out_dir(out, resume, overwrite)
-        if resume:
-            saved = load_checkpoint(out / "checkpoint.pt")
-            missing = [k for k in _RESUME_KEYS if k not in saved["extra"]]
-            if missing:
-                raise ResumeError(f"{out / 'checkpoint.pt'} cannot be resumed: it was not written by "
-                                  f"tinyformer.train (no {', '.join(missing)})")
-            done_before = saved["iteration"]
-            if cfg.max_steps < done_before:
-                raise ResumeError(f"cannot resume {out} with max_steps {cfg.max_steps}: the run has already taken "
-                                  f"{done_before} steps; max_steps must be >= {done_before}")
-    _check_device(cfg.device)
+    # Checked before the processes meet, identically on every rank: a bad split fails them all at once.
+    world = world_from_env(timeout=cfg.dist_timeout)
+    try:
+        world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)
+        device = world.device(cfg.device)
+    except ValueError as exc:
+        raise ConfigError(f"TrainConfig.batch_size/device do not fit {world.size} process(es): {exc}") from None
+    if world.distributed:
+        _check_device(device)
+    with process_group(world, device):
+        return _train(cfg, world, device, out, resume, progress, data, stop_after, overwrite)
 
-    # Data: on resume, the saved tokenizer (checked against the corpus by its hash).
-    saved_tokenizer = None
-    if saved is not None:
-        extra = saved["extra"]
-        corpus = data[0] if data else load_corpus(cfg.corpus)
-        _check_resumable(extra["train_config"], cfg, extra.get("corpus_sha256"), corpus, out)
-        saved_tokenizer = _tokenizer_from_json(extra["tokenizer"])
-        on_disk = (out / "tokenizer.json").read_text(encoding="utf-8") if (out / "tokenizer.json").exists() else None
-        if on_disk is not None and on_disk != extra["tokenizer"]:
-            raise ResumeError(f"cannot resume {out}: tokenizer.json differs from the tokenizer saved in checkpoint.pt "
-                              f"(was it replaced?); restore it or start again with --overwrite")
-        if data and _tokenizer_json(data[1]) != extra["tokenizer"]:
-            raise ResumeError(f"cannot resume {out}: the tokenizer passed in data differs from the one in checkpoint.pt")
-        if not data:
-            data = prepare_data(cfg, tokenizer=saved_tokenizer, corpus=corpus)
-    corpus, tokenizer, train_tokens, val_tokens = data or prepare_data(cfg, progress=progress)
-    model_config = preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": tokenizer.vocab_size})
-    check_data_sizes(cfg, model_config.context_length, train_tokens, val_tokens)
 
-    torch.manual_seed(cfg.seed)
-    model = TransformerLM(model_config).to(cfg.device)
-    # No weight decay on norm gains and biases (training.param_groups); our own AdamW.
-    optimizer = make_optimizer(model, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    sampler = torch.Generator().manual_seed(cfg.seed)
-    log = {"step": [], "lr": [], "train_loss": [], "val_step": [], "val_loss": []}
-    start_step, seconds_before, tokens_before = 0, 0.0, 0
-    if saved is not None:
-        restore_checkpoint(saved, model, optimizer, str(out / "checkpoint.pt"))  # checks the model config too
-        start_step = saved["iteration"]
-        sampler.set_state(saved["extra"]["sampler_state"])
-        log = saved["extra"]["log"]
-        seconds_before = float(saved["extra"].get("seconds", 0.0))
-        tokens_before = int(saved["extra"].get("tokens_seen", 0))
-    tokenizer_text = _tokenizer_json(tokenizer)
+def _train(cfg: TrainConfig, world: World, device: str, out: Path | None, resume: bool, progress: bool, data,
+           stop_after: int | None, overwrite: bool) -> dict:
+    # Every rank checks; if any fails, all stop with its error, before a file is written.
+    s = world.everywhere(lambda: _setup(cfg, device, out, resume, overwrite, data, progress and world.is_main),
+                         "checking the configuration, the output folder and the data")
+    model, optimizer, sampler, log = s.model, s.optimizer, s.sampler, s.log
+    start_step, tokens_before, context = s.start_step, s.tokens_before, s.model_config.context_length
     tokens_seen = 0
 
     # Training time over all sessions, up to the end of the last completed step (so the checkpoint and
     # result.json agree, and a resume that trains nothing adds nothing).
-    clock = {"seconds": seconds_before}
+    clock = {"seconds": s.seconds_before}
 
     def write_checkpoint(step: int) -> None:
         if out is None:
@@ -533,32 +628,37 @@ def train(
             model,
             optimizer,
             step,
-            config=model_config.to_dict(),
+            config=s.model_config.to_dict(),
             extra={"train_config": cfg.to_dict(), "sampler_state": sampler.get_state(), "log": log,
-                   "corpus_sha256": corpus.sha256, "tokenizer": tokenizer_text, "seconds": clock["seconds"],
+                   "corpus_sha256": s.corpus.sha256, "tokenizer": s.tokenizer_text, "seconds": clock["seconds"],
                    "tokens_seen": tokens_before + tokens_seen},
         )
         _write_log(out, log)
 
-    # Everything is checked: from here on files are written.
-    if out is not None:
+    def start_files() -> None:
+        """Everything is checked: from here on files are written (by rank 0)."""
+        if out is None:
+            return
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out, RUN_FILES)
         if not resume or start_step < cfg.max_steps:
             (out / "result.json").unlink(missing_ok=True)  # result.json marks a finished run
         if not resume:
             (out / "log.csv").unlink(missing_ok=True)
-            atomic_write_bytes(out / "tokenizer.json", tokenizer_text.encode("utf-8"))
+            atomic_write_bytes(out / "tokenizer.json", s.tokenizer_text.encode("utf-8"))
             write_checkpoint(0)  # from now on the run can always be resumed
         elif not (out / "tokenizer.json").exists():
-            atomic_write_bytes(out / "tokenizer.json", tokenizer_text.encode("utf-8"))
+            atomic_write_bytes(out / "tokenizer.json", s.tokenizer_text.encode("utf-8"))
 
-    step_fn = torch.compile(model) if cfg.compile else model
+    world.on_main(start_files, "writing the first files of the run")
+    ddp_model = wrap_model(model, world, device)  # the model itself in one process
+    step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
+    micro_batches = world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)  # this rank's rows of each batch
     # The handlers go in before the progress bar prints its first count: a signal aimed at that
     # count (a resumed run prints its starting step at once) then still stops after one clean step.
-    with _StopOnSignal() as stop:
+    with _StopOnSignal(second_stops=not world.distributed) as stop:
         bar = None
-        if progress and start_step < cfg.max_steps:
+        if progress and world.is_main and start_step < cfg.max_steps:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", unit="step")
@@ -566,63 +666,80 @@ def train(
         last_saved = start_step
         t0 = time.perf_counter()
         for step in range(start_step, cfg.max_steps):
+            done = step + 1
             lr = cosine_lr_schedule(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = get_batch(train_tokens, cfg.batch_size, model_config.context_length, cfg.device, generator=sampler)
-            with _autocast(cfg):
-                loss = cross_entropy(step_fn(x).float(), y)
+            # The global batch: the same draw on every rank, whatever their number; each trains on its rows.
+            starts = random_starts(len(s.train_tokens), cfg.batch_size, context, generator=sampler)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for i, rows in enumerate(micro_batches):
+                x, y = windows(s.train_tokens, starts[rows], context, device)
+                with sync_gradients(ddp_model, sync=i == len(micro_batches) - 1):
+                    with _autocast(cfg):
+                        loss = cross_entropy(step_fn(x).float(), y)
+                    # Each micro-batch's mean loss / accum_steps: the gradients add up to the whole batch's.
+                    with world.collective(f"step {done} (averaging gradients)"):
+                        (loss / cfg.grad_accum_steps).backward()
+                summed = loss.detach() if i == 0 else summed + loss.detach()
             clip_grad_norm(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            tokens_seen += x.numel()
-            done = step + 1
+            tokens_seen += cfg.batch_size * context
+            # One meeting per step: the batch's loss over all ranks, and whether any rank was told to stop
+            # (all ranks must stop after the same step, or the others would wait for it forever).
+            loss_sum, n_sigint, n_sigterm = world.sum(
+                [summed.item() / cfg.grad_accum_steps, float(stop.signum == signal.SIGINT),
+                 float(stop.signum == signal.SIGTERM)], f"step {done} (sharing the loss)")
+            train_loss = loss_sum / world.size
+            signum = stop.signum or (signal.SIGINT if n_sigint else signal.SIGTERM if n_sigterm else None)
             log["step"].append(done)
             log["lr"].append(lr)
-            log["train_loss"].append(loss.item())
+            log["train_loss"].append(train_loss)
             if done % cfg.eval_interval == 0 or done == cfg.max_steps:
                 log["val_step"].append(done)
-                log["val_loss"].append(evaluate(model, val_tokens, cfg, done))
+                log["val_loss"].append(evaluate(model, s.val_tokens, cfg, done, world=world, device=device))
                 if bar is not None:
-                    bar.set_postfix(train=f"{loss.item():.3f}", val=f"{log['val_loss'][-1]:.3f}")
-            clock["seconds"] = seconds_before + time.perf_counter() - t0
+                    bar.set_postfix(train=f"{train_loss:.3f}", val=f"{log['val_loss'][-1]:.3f}")
+            clock["seconds"] = s.seconds_before + time.perf_counter() - t0
             if bar is not None:
                 bar.update(1)
-            interrupted = stop.signum is not None
-            if (cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0) or interrupted or done == stop_after:
-                write_checkpoint(done)
+            if (cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0) or signum or done == stop_after:
+                world.on_main(lambda: write_checkpoint(done), f"writing the checkpoint of step {done}")
                 last_saved = done
-            if interrupted:
+            if signum:
                 if bar is not None:
                     bar.close()
-                raise TrainingInterrupted(done, stop.signum, out / "checkpoint.pt" if out is not None else None)
+                raise TrainingInterrupted(done, signum, out / "checkpoint.pt" if out is not None else None,
+                                          world.rank, world.size)
             if done == stop_after:
                 break
         if bar is not None:
             bar.close()
         final_step = log["step"][-1] if log["step"] else start_step
         if final_step != last_saved or (out is not None and not (out / "checkpoint.pt").exists()):
-            write_checkpoint(final_step)
+            world.on_main(lambda: write_checkpoint(final_step), f"writing the checkpoint of step {final_step}")
     seconds = clock["seconds"]
     total_tokens = tokens_before + tokens_seen
     result = {
         "model": model,
-        "tokenizer": tokenizer,
-        "corpus": corpus,
-        "train_tokens": train_tokens,
-        "val_tokens": val_tokens,
+        "tokenizer": s.tokenizer,
+        "corpus": s.corpus,
+        "train_tokens": s.train_tokens,
+        "val_tokens": s.val_tokens,
         "log": log,
         "seconds": seconds,
         "tokens_per_second": total_tokens / seconds if seconds > 0 else float("nan"),
         "parameters": count_parameters(model),
         "final_val_loss": log["val_loss"][-1] if log["val_loss"] else float("nan"),
         "steps": final_step,
+        "rank": world.rank,
+        "world_size": world.size,
     }
     if out is not None and final_step >= cfg.max_steps:
         summary = {k: result[k] for k in ("seconds", "tokens_per_second", "parameters", "final_val_loss", "steps")}
+        summary["world_size"] = world.size
         text = json.dumps(_finite_or_none({**summary, "log": log, "train_config": cfg.to_dict()}), indent=1, allow_nan=False)
-        atomic_write_bytes(out / "result.json", text.encode("utf-8"))
+        world.on_main(lambda: atomic_write_bytes(out / "result.json", text.encode("utf-8")), "writing result.json")
     return result
 
 
@@ -719,7 +836,8 @@ def smoke_scaled(values: dict) -> dict:
     """``TINYFORMER_SMOKE=1``: the same command, scaled down to seconds (used by the tests
     that run every documented command). Step counts are divided by 64 (rounded up; warmup
     rounded down, so warmup <= max_steps still holds), evaluation uses at most 2 batches of
-    at most 4 windows, and BPE vocabularies are capped at 300. Only the keys present are
+    at most 4 windows, accumulation at most 2 micro-batches (so 4 windows still split over 2
+    processes), and BPE vocabularies are capped at 300. Only the keys present are
     scaled, so a value read back from a checkpoint is never scaled twice."""
     scaled = dict(values)
     for key in ("max_steps", "eval_interval"):
@@ -729,10 +847,21 @@ def smoke_scaled(values: dict) -> dict:
         scaled["checkpoint_interval"] = math.ceil(scaled["checkpoint_interval"] / SMOKE_FACTOR)
     if isinstance(scaled.get("warmup_steps"), int):
         scaled["warmup_steps"] = scaled["warmup_steps"] // SMOKE_FACTOR
-    for key, cap in (("eval_batches", 2), ("batch_size", 4), ("bpe_vocab_size", 300)):
+    for key, cap in (("eval_batches", 2), ("batch_size", 4), ("grad_accum_steps", 2), ("bpe_vocab_size", 300)):
         if isinstance(scaled.get(key), int) and not isinstance(scaled[key], bool):
             scaled[key] = min(scaled[key], cap)
     return scaled
+
+
+_FLAG_HELP = {
+    "batch_size": "the global batch: windows per optimiser step over all processes and accumulation steps "
+                  "(each process runs BATCH_SIZE / (processes x GRAD_ACCUM_STEPS) at a time)",
+    "grad_accum_steps": "split each process's share of a step's batch into this many micro-batches, run one "
+                        "after the other with their gradients added up (the same update, less memory)",
+    "dist_timeout": "seconds a process waits for the others under torchrun before it stops with an error "
+                    "(default 600)",
+    "device": "cpu, cuda or mps; under torchrun, cuda gives each process the GPU of its LOCAL_RANK",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -754,10 +883,11 @@ def _parser() -> argparse.ArgumentParser:
             continue
         flag = "--" + name.replace("_", "-")
         if fld.type in ("bool", bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=_FLAG_HELP.get(name))
         else:
             kind = {"int": int, "float": float}.get(str(fld.type), str)
-            parser.add_argument(flag, dest=name, type=kind, default=None)
+            parser.add_argument(flag, dest=name, type=kind, default=None, help=_FLAG_HELP.get(name))
     return parser
 
 
@@ -810,9 +940,13 @@ def _run_cli(args) -> int:
               f"outputs to {out}{note}")
         return 0
     result = train(cfg, out_dir=out, resume=args.resume, overwrite=args.overwrite)
+    if result["rank"] != 0:
+        return 0  # rank 0 reports for all
+    processes = f", {result['world_size']} processes" if result["world_size"] > 1 else ""
     print(
         f"done: {result['parameters']:,} parameters, {result['steps']} steps, final val loss "
-        f"{result['final_val_loss']:.4f} ({result['seconds']:.1f} s, {result['tokens_per_second']:,.0f} tokens/s); "
+        f"{result['final_val_loss']:.4f} ({result['seconds']:.1f} s, {result['tokens_per_second']:,.0f} tokens/s"
+        f"{processes}); "
         f"outputs in {out}"
     )
     return 0
@@ -820,27 +954,31 @@ def _run_cli(args) -> int:
 
 def main(argv=None) -> int:
     """The command line. Returns the exit status: 0 done, 2 bad input (one ``error:`` line,
-    no traceback unless ``--debug`` or TINYFORMER_DEBUG=1), 128 + signal number when SIGINT
-    or SIGTERM stopped training (after saving a checkpoint)."""
+    no traceback unless ``--debug`` or TINYFORMER_DEBUG=1), 1 when the processes of a
+    distributed run cannot meet or one of them died or hung (one ``error:`` line naming the
+    rank and what failed), 128 + signal number when SIGINT or SIGTERM stopped training (after
+    saving a checkpoint)."""
     args = _parser().parse_args(argv)  # argparse itself exits 2 with an `error:` line
     debug = args.debug or os.environ.get("TINYFORMER_DEBUG", "") not in ("", "0")
     try:
         return _run_cli(args)
     except TrainingInterrupted as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a late second Ctrl-C changes nothing
-        print(f"interrupted: {exc}; continue with: python -m tinyformer.train --out {args.out} --resume",
-              file=sys.stderr)
+        if exc.rank == 0:  # every rank stopped after the same step; one report
+            again = ("python -m tinyformer.train" if exc.world_size == 1 else
+                     f"torchrun ... -m tinyformer.train (on {exc.world_size} or any number of processes)")
+            print(f"interrupted: {exc}; continue with: {again} --out {args.out} --resume", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt as exc:
         detail = f" ({exc})" if str(exc) else ""
         print(f"interrupted{detail}; the last checkpoint in {args.out} (if any) is intact", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, CheckpointError) as exc:
+    except (ValueError, TypeError, OSError, CheckpointError, DistributedError) as exc:
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DistributedError) else 2
 
 
 if __name__ == "__main__":

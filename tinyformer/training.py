@@ -23,6 +23,8 @@ __all__ = [
     "cosine_lr_schedule",
     "clip_grad_norm",
     "get_batch",
+    "random_starts",
+    "windows",
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
@@ -156,6 +158,28 @@ def clip_grad_norm(parameters: Iterable[nn.Parameter], max_norm: float, eps: flo
     return total
 
 
+def random_starts(n_tokens: int, batch_size: int, context_length: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``batch_size`` window starts drawn uniformly (with replacement) from ``[0, n_tokens -
+    context_length)``: the random part of :func:`get_batch`, which distributed training draws
+    once per global batch and then shares out by rows."""
+    if n_tokens < context_length + 1:
+        raise ValueError(
+            f"need at least context_length + 1 = {context_length + 1} tokens for one window, got {n_tokens}"
+        )
+    return torch.randint(0, n_tokens - context_length, (batch_size,), generator=generator)
+
+
+def windows(tokens, starts: torch.Tensor, context_length: int,
+            device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``(len(starts), T)`` read at ``starts`` and their targets, shifted by one token."""
+    array = tokens.cpu().numpy() if isinstance(tokens, torch.Tensor) else tokens
+    starts = starts.tolist()
+    x = np.stack([np.asarray(array[s : s + context_length]) for s in starts]).astype(np.int64)
+    y = np.stack([np.asarray(array[s + 1 : s + 1 + context_length]) for s in starts]).astype(np.int64)
+    return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
 def get_batch(
     tokens,
     batch_size: int,
@@ -169,18 +193,10 @@ def get_batch(
     read) or tensor. ``y[b, t] == x[b, t + 1]``: every position is a
     next-token prediction exercise.
     """
-    n = len(tokens)
     if getattr(tokens, "ndim", 1) != 1:
         raise ValueError(f"get_batch expects a 1-D token array, got shape {tuple(tokens.shape)}")
-    if n < context_length + 1:
-        raise ValueError(
-            f"need at least context_length + 1 = {context_length + 1} tokens for one window, got {n}"
-        )
-    starts = torch.randint(0, n - context_length, (batch_size,), generator=generator).tolist()
-    array = tokens.cpu().numpy() if isinstance(tokens, torch.Tensor) else tokens
-    x = np.stack([np.asarray(array[s : s + context_length]) for s in starts]).astype(np.int64)
-    y = np.stack([np.asarray(array[s + 1 : s + 1 + context_length]) for s in starts]).astype(np.int64)
-    return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    starts = random_starts(len(tokens), batch_size, context_length, generator)
+    return windows(tokens, starts, context_length, device)
 
 
 class CheckpointError(RuntimeError):
