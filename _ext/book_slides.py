@@ -291,11 +291,32 @@ def executed_notebook(path: Path, cache_path: str | None):
     return nb
 
 
+NOTEBOOK_CSS = "notebook.css"
+_NOTEBOOK_CSS_PARTS = ("lab/static/index.css", "lab/static/theme-light.css", "reveal/static/custom_reveal.css")
+
+
+def write_notebook_css(exporter, out_dir: Path) -> Path:
+    """nbconvert's notebook styles, which its reveal template inlines in every deck (250 kB
+    each), written once into the decks' folder; the template links them."""
+    parts = []
+    for part in _NOTEBOOK_CSS_PARTS:
+        found = [Path(d) / part for d in exporter.template_paths if (Path(d) / part).is_file()]
+        found += [Path(d).parent / part for d in exporter.template_paths if (Path(d).parent / part).is_file()]
+        if not found:
+            raise SlideSourceError(f"nbconvert's {part} not found in its template paths")
+        parts.append(f"/* nbconvert {part} */\n" + found[0].read_text(encoding="utf-8"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / NOTEBOOK_CSS
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
 def build_deck(exporter, nb, chapter: Chapter, out_dir: Path) -> Deck:
     slides, notes = check_structure(nb, chapter.name)
     prepared, _ = BookSlidesPreprocessor(chapter).preprocess(nb, {})
     prepared.metadata["title"] = f"{chapter.title} · tinyformer"
-    body, _ = exporter.from_notebook_node(prepared, resources={"metadata": {"name": chapter.title}})
+    body, _ = exporter.from_notebook_node(prepared, resources={"metadata": {"name": chapter.title},
+                                                               "notebook_css": NOTEBOOK_CSS})
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{chapter.name}.slides.html"
     path.write_text(body, encoding="utf-8")

@@ -233,6 +233,7 @@ def _reading_group_outputs(app, exception):
     titles = {doc: app.env.titles[doc].astext() for doc in app.env.found_docs}
     cite = book_slides.bibliography_citer(Path(app.srcdir) / "references.bib")
     exporter = book_slides.make_exporter()
+    book_slides.write_notebook_css(exporter, outdir / book_slides.SLIDES_DIR)
     decks = []
     for name in app.tinyformer_chapters:
         executed = executed_dir / f"{name}.ipynb"
