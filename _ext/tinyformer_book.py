@@ -16,6 +16,11 @@
 5. The playground (book/playground.md): only that page loads assets/playground/ (its script and
    styles), and after the build the book's trained model is exported to ONNX beside it
    (tinyformer/book/export.py, in a subprocess, so Sphinx itself never imports torch).
+6. The reading group's material, made from the same chapters by the same build:
+   a "Cite this chapter" BibTeX entry at the end of each chapter (book_citation.py); a slide
+   deck per chapter from the notebook MyST-NB executed for the page, with a "Slides" button in
+   the chapter's header and a page listing every deck (book_slides.py); and an "Open in Colab"
+   notebook per chapter with its launch button (book_colab.py).
 """
 
 from __future__ import annotations
@@ -29,19 +34,46 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from docutils import nodes
+from docutils.parsers.rst import Directive
+from sphinx import addnodes
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
+
+import book_citation
+import book_colab
+import book_slides
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
 TEMPLATES_DIR = ROOT / "assets" / "templates"  # overrides of theme components (accessibility)
-VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax, onnxruntime-web)
+VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax, onnxruntime-web, reveal.js)
 PLAYGROUND_DIR = ROOT / "assets" / "playground"  # the playground page's own script and styles
 PLAYGROUND_PAGE = "playground"
 PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's static files
+CITATION = ROOT / "CITATION.cff"
+
+
+def chapter_names(toc: Path = ROOT / "_toc.yml", book: Path = ROOT / "book") -> list[str]:
+    """The book's chapters in reading order: every TOC entry that runs code (a MyST-NB text
+    notebook), except the root page. Each gets a BibTeX entry, a slide deck and a Colab notebook."""
+    data = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))
+    files: list[str] = []
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in data.get("parts", []):
+        walk(part.get("chapters"))
+    walk(data.get("chapters"))
+    return [f for f in files if f != data["root"]
+            and (Path(book) / f"{f}.md").read_text(encoding="utf-8").startswith("---\njupytext:")]
 
 
 def _load_package_hash():
@@ -64,8 +96,12 @@ def execution_key() -> str:
 
 
 def _rendering_hash() -> str:
-    """The package plus this extension: an edit to either must re-render every page."""
-    return execution_key() + package_hash(Path(__file__).resolve().parent)
+    """The package plus this extension (and CITATION.cff, which every chapter quotes): an edit
+    to any must re-render every page."""
+    import hashlib
+
+    cff = hashlib.sha256(CITATION.read_bytes()).hexdigest()[:8] if CITATION.exists() else "none"
+    return execution_key() + package_hash(Path(__file__).resolve().parent) + cff
 
 
 def _config_inited(app, config):
@@ -85,6 +121,9 @@ def _config_inited(app, config):
     app.tinyformer_claims_dir = cache / f"tinyformer-{key}-claims"
     os.environ["TINYFORMER_BOOK_BUILD"] = "1"  # read by tinyformer.book.page.in_book_build()
     os.environ["TINYFORMER_CLAIMS_DIR"] = str(app.tinyformer_claims_dir)
+    # The TOC the build reads (book/_toc.yml, a copy of the top-level one).
+    app.tinyformer_chapters = chapter_names(Path(app.srcdir) / "_toc.yml", Path(app.srcdir))
+    app.tinyformer_cff = book_citation.load_cff(CITATION) if app.tinyformer_chapters else None
 
 
 def _source_read(app, docname, source):
@@ -122,6 +161,114 @@ def _describe_figures(app, doctree):
                        location=docname)
 
 
+def _cite_this_chapter(app, doctree):
+    """End each chapter with its own BibTeX entry. Runs before Sphinx's collectors read the
+    doctree (priority 400), so the section is in the page's table of contents."""
+    docname = app.env.docname
+    if docname not in app.tinyformer_chapters:
+        return
+    chapter = doctree.next_node(nodes.section)
+    title = chapter.next_node(nodes.title).astext()
+    cff = app.tinyformer_cff
+    entry = book_citation.chapter_bibtex(cff, docname, title)
+    section = nodes.section(ids=["cite-this-chapter"], names=["cite this chapter"])
+    section += nodes.title(text="Cite this chapter")
+    intro = nodes.paragraph()
+    intro += nodes.Text(f"This chapter, as it reads in version {cff['version']} of the book (from "
+                        f"CITATION.cff); for the whole book see ")
+    link = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget="/cite", refdoc=docname,
+                                 refexplicit=True, refwarn=True)
+    link += nodes.inline(text="How to cite")
+    intro += [link, nodes.Text(".")]
+    section += intro
+    section += nodes.literal_block(entry, entry, language="bibtex")
+    chapter += section
+    doctree.ids["cite-this-chapter"] = section
+
+
+class slide_decks(nodes.General, nodes.Element):
+    """Placeholder for the list of decks; filled in once every chapter's title is known."""
+
+
+class SlideDecksDirective(Directive):
+    """``{slide-decks}``: a list linking every chapter's slide deck, in reading order."""
+
+    def run(self):
+        return [slide_decks()]
+
+
+def _fill_slide_decks(app, doctree, docname):
+    from sphinx.util.osutil import relative_uri
+
+    here = app.builder.get_target_uri(docname)
+    for placeholder in doctree.findall(slide_decks):
+        items = nodes.bullet_list()
+        for chapter in app.tinyformer_chapters:
+            para = nodes.paragraph()
+            deck = relative_uri(here, f"{book_slides.SLIDES_DIR}/{chapter}.slides.html")
+            para += nodes.reference("", app.env.titles[chapter].astext(), refuri=deck)
+            para += nodes.Text(" (slides; the ")
+            para += nodes.reference("", "chapter", internal=True, refuri=relative_uri(here, app.builder.get_target_uri(chapter)))
+            para += nodes.Text(")")
+            items += nodes.list_item("", para)
+        placeholder.replace_self(items)
+
+
+def _reading_group_buttons(app, pagename, templatename, context, doctree):
+    """A "Slides" button in each chapter's header, and Colab beside Binder in its launch menu
+    (after sphinx-book-theme has made its buttons, priority 501)."""
+    if pagename not in app.tinyformer_chapters or "header_buttons" not in context:
+        return
+    buttons = context["header_buttons"]
+    launch = next((b for b in buttons if b.get("label") == "launch-buttons"), None)
+    if launch is None:
+        raise ExtensionError(f"{pagename}: sphinx-book-theme made no launch buttons to add Colab to")
+    repository = app.config.html_theme_options["repository_url"]
+    launch["buttons"].append({"type": "link", "text": "Colab", "tooltip": "Open in Colab",
+                              "icon": "_static/images/logo_colab.png",
+                              "url": book_colab.colab_url(repository, pagename)})
+    slides = context["pathto"](f"{book_slides.SLIDES_DIR}/{pagename}.slides.html", 1)
+    buttons.insert(0, {"type": "link", "text": "Slides", "tooltip": "This chapter's slides, with speaker notes",
+                       "icon": "fa-solid fa-person-chalkboard", "url": slides, "label": "slides"})
+
+
+def _reading_group_outputs(app, exception):
+    """After the pages: a deck per chapter from the notebook MyST-NB executed for its page (no
+    second run, so no stale figure), and the Colab notebooks."""
+    if exception is not None or app.builder.name != "html" or not app.tinyformer_chapters:
+        return
+    import time
+
+    start = time.perf_counter()
+    outdir = Path(app.outdir)
+    executed_dir = outdir.parent / "jupyter_execute"
+    titles = {doc: app.env.titles[doc].astext() for doc in app.env.found_docs}
+    cite = book_slides.bibliography_citer(Path(app.srcdir) / "references.bib")
+    exporter = book_slides.make_exporter()
+    book_slides.write_notebook_css(exporter, outdir / book_slides.SLIDES_DIR)
+    decks = []
+    for name in app.tinyformer_chapters:
+        executed = executed_dir / f"{name}.ipynb"
+        if not executed.exists():
+            raise ExtensionError(f"slides: {executed} is missing (MyST-NB writes it when it reads the page); "
+                                 f"rebuild with `python3 tasks.py build --clean`")
+        figures = {r["name"]: r for r in _records(app, name) if r["kind"] == "figure"}
+        chapter = book_slides.Chapter(name=name, title=titles[name], glue=book_slides.load_glue(executed),
+                                      figures=figures, titles=titles, cite=cite)
+        try:
+            nb = book_slides.executed_notebook(executed, app.config.nb_execution_cache_path)
+            decks.append(book_slides.build_deck(exporter, nb, chapter, outdir / book_slides.SLIDES_DIR))
+        except book_slides.SlideSourceError as exc:
+            raise ExtensionError(f"slides: {exc}") from None
+    made = time.perf_counter() - start
+    notebooks = book_colab.write_notebooks(Path(app.srcdir), outdir, app.tinyformer_chapters,
+                                           app.config.html_theme_options["repository_url"])
+    summary = {d.chapter: {"slides": d.slides, "notes": d.notes, "figures": d.figures} for d in decks}
+    (outdir / book_slides.SLIDES_DIR / "decks.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    logger.info(f"slides: {len(decks)} decks ({sum(d.slides for d in decks)} slides) in {made:.1f} s; "
+                f"{len(notebooks)} Colab notebooks in {time.perf_counter() - start - made:.1f} s")
+
+
 def _write_claims(app, exception):
     if exception is not None or app.builder.name != "html":
         return
@@ -143,7 +290,10 @@ def _outdated(app, env, added, changed, removed):
     env.tinyformer_rendering_hash = key
     if previous is not None and previous != key:
         return sorted(env.found_docs)  # package or extension changed: re-read (and, if the package changed, re-execute) all
-    return []
+    # The decks are made from the notebooks MyST-NB writes when it reads a page: re-read (from the
+    # execution cache) a chapter whose notebook has gone.
+    executed = Path(app.outdir).parent / "jupyter_execute"
+    return [c for c in app.tinyformer_chapters if c in env.found_docs and not (executed / f"{c}.ipynb").exists()]
 
 
 def _unique_scripts(app, pagename, templatename, context, doctree):
@@ -220,8 +370,14 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("source-read", _source_read)
     app.connect("doctree-read", _describe_figures)
+    app.connect("doctree-read", _cite_this_chapter, priority=400)
     app.connect("build-finished", _write_claims)
     app.connect("env-before-read-docs", _prepare_runs)
+    app.connect("build-finished", _reading_group_outputs)
+    app.add_node(slide_decks)
+    app.add_directive("slide-decks", SlideDecksDirective)
+    app.connect("doctree-resolved", _fill_slide_decks)
+    app.connect("html-page-context", _reading_group_buttons, priority=502)
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)

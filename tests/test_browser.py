@@ -240,3 +240,53 @@ def test_accessibility_axe(server, browser, name, viewport, scheme):
         assert not serious, "\n".join(f"{v['impact']}: {v['id']} ({v['help']}) at {v['nodes']}" for v in serious)
     finally:
         visit.close()
+
+
+# ------------------------------------------------------------------ the slide decks
+
+DECKS = [f for f in notebook_files() if f != "intro"]
+SLIDE_SHOTS = ROOT / "artifacts" / "slides"
+
+
+@pytest.mark.parametrize("name", DECKS)
+def test_slide_deck_in_the_browser(server, browser, name):
+    """Loads offline without errors, the arrow key visits every slide in order, 8-20 slides,
+    speaker notes, figures loaded, nothing runs off the 16:9 slide; a screenshot of the first."""
+    visit = Visit(browser, f"{server}slides/{name}.slides.html", {"width": 1280, "height": 720})
+    page = visit.page
+    try:
+        page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=20_000)
+        assert page.evaluate("[Reveal.getConfig().width, Reveal.getConfig().height]") == [1280, 720]
+        total = page.evaluate("Reveal.getTotalSlides()")
+        assert 8 <= total <= 20, f"{name}: {total} slides"
+        SLIDE_SHOTS.mkdir(parents=True, exist_ok=True)
+        page.evaluate("document.fonts.ready")
+        page.screenshot(path=str(SLIDE_SHOTS / f"{name}.png"))
+        seen, overflowing = [], []
+        for _ in range(total + 5):  # fragments take a key press each
+            index = page.evaluate("Reveal.getIndices().h")
+            if not seen or seen[-1] != index:
+                seen.append(index)
+                over = page.evaluate(
+                    """() => { const s = Reveal.getCurrentSlide(), top = s.getBoundingClientRect().top,
+                                   scale = Reveal.getScale(), bottom = top + 720 * scale;
+                               return [...s.children].map(c => c.getBoundingClientRect().bottom)
+                                   .filter(b => b > bottom + 2).length; }""")
+                if over:
+                    overflowing.append(index + 1)
+            if page.evaluate("Reveal.isLastSlide() && !Reveal.availableFragments().next"):
+                break
+            page.keyboard.press("ArrowRight")
+        assert seen == list(range(total)), f"{name}: ArrowRight visited slides {seen} of {total}"
+        assert not overflowing, f"{name}: slides {overflowing} run past the bottom of the 1280x720 slide"
+        notes = page.evaluate("[...document.querySelectorAll('aside.notes')].filter(n => n.textContent.trim()).length")
+        assert notes >= total, f"{name}: {notes} speaker notes for {total} slides"
+        images = page.evaluate("[...document.querySelectorAll('.slides img')].map(i => [i.naturalWidth, i.alt])")
+        assert images and all(w > 0 and alt for w, alt in images), f"{name}: a figure did not load or has no alt"
+        assert page.locator("mjx-container").count() > 0 or "$" not in page.inner_text(".slides"), (
+            f"{name}: MathJax did not typeset the slides' math")
+        assert not visit.console_errors, visit.console_errors
+        assert not visit.failed, visit.failed
+    finally:
+        visit.close()
+

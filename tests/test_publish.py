@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from site_build import notebook_files
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.book
@@ -31,6 +34,14 @@ def test_publish_to_a_local_bare_repository(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = set(git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).split())
     assert {".nojekyll", "intro.html", "attention.html", "_static/style.css"} <= files
+    # The Colab buttons open notebooks on this branch, and the Slides buttons the decks.
+    chapters = [f for f in notebook_files() if f != "intro"]
+    assert {f"notebooks/{c}.ipynb" for c in chapters} <= files
+    assert {f"slides/{c}.slides.html" for c in chapters} <= files
+    assert {"_static/reveal.js/dist/reveal.js", "_static/reveal.js/plugin/notes/notes.js"} <= files
+    notebook = nbformat.reads(git("show", "gh-pages:notebooks/attention.ipynb", cwd=bare), as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.cells[0].source.count("%pip install") == 1
     assert not any(f.startswith("reports/") for f in files)
     assert "stale-page-from-an-old-layout.html" not in files
     assert not stale.exists()

@@ -1,0 +1,76 @@
+"""Open in Colab: each chapter as a notebook on the published branch.
+
+Colab opens only ``.ipynb`` files from a GitHub repository, and the chapters are MyST
+Markdown. So the build turns each chapter's source into a notebook with Jupytext (the prose
+and code cells as written; no outputs, the reader runs them), puts an install cell first,
+and writes it to ``_build/html/notebooks/<chapter>.ipynb``. ``python3 tasks.py publish``
+pushes ``_build/html`` to the ``gh-pages`` branch, so the notebooks are on that branch, where
+the chapter's "Colab" launch button points.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PUBLISH_BRANCH = "gh-pages"  # tasks.py publish's default --branch (tests/test_readinggroup.py ties them)
+NOTEBOOK_DIR = "notebooks"  # under _build/html, so under the published branch's root
+COLAB = "https://colab.research.google.com/github"
+
+
+def github_repo(repository_url: str) -> tuple[str, str]:
+    """(owner, name) of a GitHub repository URL; Colab opens notebooks from GitHub only."""
+    match = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?", repository_url)
+    if not match:
+        raise ValueError(f"repository url {repository_url!r} is not https://github.com/<owner>/<repo>: "
+                         f"Colab opens notebooks from GitHub only")
+    return match.group(1), match.group(2)
+
+
+def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH) -> str:
+    owner, repo = github_repo(repository_url)
+    return f"{COLAB}/{owner}/{repo}/blob/{branch}/{NOTEBOOK_DIR}/{chapter}.ipynb"
+
+
+def install_source(repository_url: str) -> str:
+    """The notebook's first cell: the package the chapter imports, from the repository's main
+    branch with its pinned dependencies (torch included: the version the book is tested with),
+    and myst-nb, whose ``glue`` the chapters call."""
+    github_repo(repository_url)  # a clear error for a non-GitHub URL
+    return (
+        "# Colab: install tinyformer (the package this chapter builds and imports) from its repository.\n"
+        "# It pins the PyTorch version the book is tested with; this takes a minute or two.\n"
+        f'%pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@main" "myst-nb>=1.1"'
+    )
+
+
+def chapter_notebook(source: Path, repository_url: str):
+    """A chapter's MyST source as an nbformat notebook for Colab: its cells as written, minus
+    the slides' speaker notes (they are for the presenter), after an install cell."""
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(source, fmt="md:myst")
+    nb.cells = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") != "notes"]
+    install = nbformat.v4.new_code_cell(install_source(repository_url), metadata={"tags": ["colab-install"]})
+    nb.cells.insert(0, install)
+    nb.metadata.pop("jupytext", None)  # a plain notebook in Colab, not paired with a text file
+    nb.metadata["colab"] = {"name": f"{source.stem}.ipynb", "provenance": []}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.validate(nb)
+    return nb
+
+
+def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str) -> list[Path]:
+    """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths."""
+    import nbformat
+
+    out = Path(html_dir) / NOTEBOOK_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for chapter in chapters:
+        nb = chapter_notebook(Path(book_dir) / f"{chapter}.md", repository_url)
+        path = out / f"{chapter}.ipynb"
+        nbformat.write(nb, path)
+        written.append(path)
+    return written
