@@ -3,6 +3,7 @@
 
     python3 tasks.py build      set up .venv (pinned), then build the site strictly into _build/html
     python3 tasks.py test       set up .venv (pinned), then run every test
+    python3 tasks.py pdf        build (incremental), then print the whole book to _build/pdf/tinyformer.pdf
     python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
                                 (to origin only if it is a hosted URL; otherwise --remote is required)
     python3 tasks.py sync-toc   copy _toc.yml to book/_toc.yml
@@ -91,6 +92,14 @@ def build(clean: bool = False) -> None:
     if reports.exists() and any(reports.iterdir()):
         sys.exit(f"execution reports were written to {reports}: a cell failed")
     print(f"built {HTML} in {time.perf_counter() - start:.1f} s")
+
+
+def pdf() -> None:
+    """The whole book as one PDF, printed by Chromium (Debian's /usr/bin/chromium, through
+    Playwright) from the built pages in TOC order: _ext/book_pdf.py. Builds first; a build with
+    nothing changed only re-checks the pages (seconds)."""
+    build()
+    run(PY, ROOT / "_ext" / "book_pdf.py", HTML, BUILD / "pdf" / "tinyformer.pdf")
 
 
 AXE = ROOT / "tests" / ".node" / "node_modules" / "axe-core" / "axe.min.js"
@@ -212,6 +221,7 @@ def main() -> None:
                        help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
     p_pub.add_argument("--branch", default="gh-pages")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
+    sub.add_parser("pdf", help="build, then print the whole book to _build/pdf/tinyformer.pdf")
     sub.add_parser("sync-toc")
     p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")
     p_ort.add_argument("--version", default=ORT_VERSION)
@@ -227,6 +237,8 @@ def main() -> None:
         test(extra)
     elif args.task == "publish":
         publish(args.remote, args.branch, push=not args.no_push)
+    elif args.task == "pdf":
+        pdf()
     elif args.task == "sync-toc":
         sync_toc()
     elif args.task == "vendor-ort":

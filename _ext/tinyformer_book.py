@@ -367,6 +367,7 @@ def _export_playground(app, exception):
 
 def setup(app):
     app.add_css_file("style.css")
+    app.add_css_file("print.css", media="print")  # no navigation, code wrapped: see _ext/book_pdf.py
     app.connect("config-inited", _config_inited)
     app.connect("source-read", _source_read)
     app.connect("doctree-read", _describe_figures)

@@ -242,7 +242,7 @@ def test_accessibility_axe(server, browser, name, viewport, scheme):
         visit.close()
 
 
-# ------------------------------------------------------------------ the slide decks
+# ------------------------------------------------------------------ the slide decks and the PDF
 
 DECKS = [f for f in notebook_files() if f != "intro"]
 SLIDE_SHOTS = ROOT / "artifacts" / "slides"
@@ -290,3 +290,30 @@ def test_slide_deck_in_the_browser(server, browser, name):
     finally:
         visit.close()
 
+
+def test_book_prints_to_one_pdf(server, tmp_path):
+    """`python3 tasks.py pdf`'s printing step on the session's build: every chapter in TOC
+    order, figures and typeset math (make_pdf refuses otherwise), code not cut, A4 pages."""
+    _require(CHROMIUM.exists(), "Chromium is not installed (apt-get install chromium)")
+    import sys
+
+    from pypdf import PdfReader
+
+    sys.path.insert(0, str(ROOT / "_ext"))
+    import book_pdf
+
+    out = tmp_path / "tinyformer.pdf"
+    result = book_pdf.make_pdf(HTML, out)
+    reader = PdfReader(out)
+    assert len(reader.pages) == result["pages"]
+    assert 120 <= result["pages"] <= 400, f"{result['pages']} pages"
+    assert all(float(p.mediabox.width) <= book_pdf.A4_WIDTH_PT + 0.5 for p in reader.pages), "a page wider than A4"
+    text = " ".join(p.extract_text() for p in reader.pages)
+    flat = " ".join(text.split())
+    for title in result["titles"]:
+        assert " ".join(title.split()) in flat, f"chapter title {title!r} not in the PDF's text"
+    assert [o.title for o in reader.outline] == result["titles"]
+    assert len(result["titles"]) == len(PAGES)
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "pdf.json").write_text(
+        f'{{"pages": {result["pages"]}, "bytes": {result["bytes"]}, "seconds": {result["seconds"]:.1f}}}\n')

@@ -259,7 +259,7 @@ def test_chapter_ends_with_a_bibtex_entry_that_parses(site, chapter):
     assert fields["title"] == book_citation.bibtex_escape(title)
     assert fields["booktitle"] == CFF["title"] and fields["version"] == CFF["version"]
     assert fields["url"] == f"{CFF['url'].rstrip('/')}/{chapter}.html"
-    assert html.select_one("nav.bd-toc-nav a[href='#cite-this-chapter']"), f"{chapter}: not in the page's contents"
+    assert html.select_one("#pst-page-toc-nav a[href='#cite-this-chapter']"), f"{chapter}: not in the page's contents"
 
 
 @pytest.mark.book

@@ -1,0 +1,134 @@
+"""The whole book as one printable PDF: ``python3 tasks.py pdf`` -> ``_build/pdf/tinyformer.pdf``.
+
+Each page of the built site, in TOC order, is printed by Chromium's own print engine (Debian's
+``/usr/bin/chromium`` driven by Playwright; no browser download) after MathJax has typeset it,
+with the site's print stylesheet (assets/css/print.css: no navigation, code wrapped rather than
+cut). The pages are joined with pypdf, with one bookmark per page. Offline: the site is served
+from a local folder and MathJax is vendored.
+
+    .venv/bin/python _ext/book_pdf.py [_build/html] [_build/pdf/tinyformer.pdf]
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+A4_WIDTH_PT = 595.28  # 210 mm
+MARGIN = {"top": "14mm", "bottom": "14mm", "left": "12mm", "right": "12mm"}
+
+
+def toc_pages(root: Path = ROOT) -> list[str]:
+    """Every page in the TOC, root first, in reading order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve(folder: Path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+
+
+# Code blocks and outputs whose text runs past their box in print (would be cut at the page edge).
+_CLIPPED = """() => [...document.querySelectorAll('article pre, article .highlight, article table')]
+    .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent.trim().split('\\n')[0].slice(0, 60))"""
+
+
+def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None) -> dict:
+    """Print ``pages`` (default: the TOC) of the built site into one PDF at ``out``.
+    Returns {"pages": n, "bytes": size, "seconds": t, "titles": [...]}; raises if a page is
+    missing, a figure did not load, MathJax did not finish, or code would be cut."""
+    from playwright.sync_api import sync_playwright
+    from pypdf import PdfReader, PdfWriter
+
+    html_dir, out = Path(html_dir), Path(out)
+    pages = pages or toc_pages()
+    missing = [p for p in pages if not (html_dir / f"{p}.html").exists()]
+    if missing:
+        raise FileNotFoundError(f"not built: {', '.join(f'{p}.html' for p in missing)} in {html_dir} (run the build first)")
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(f"{CHROMIUM} not found: the PDF is printed by Debian's Chromium (apt-get install chromium)")
+    start = time.perf_counter()
+    writer, titles, problems = PdfWriter(), [], []
+    with serve(html_dir) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 900, "height": 1200})
+        page.emulate_media(media="print", color_scheme="light")
+        for name in pages:
+            page.goto(f"{base}{name}.html", wait_until="load")
+            page.wait_for_load_state("networkidle")
+            # MathJax typesets after loading; its startup promise resolves when the page is done.
+            page.evaluate("async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
+                          " await MathJax.startup.promise; }")
+            if page.locator("mjx-merror, .MathJax_Error").count():
+                problems.append(f"{name}: MathJax could not typeset some math")
+            broken = page.evaluate("[...document.querySelectorAll('article img')].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)")
+            if broken:
+                problems.append(f"{name}: figures did not load: {broken[:3]}")
+            clipped = page.evaluate(_CLIPPED)
+            if clipped:
+                problems.append(f"{name}: would be cut at the page edge: {clipped[:3]}")
+            title = page.evaluate("(document.querySelector('article h1') || {}).textContent || document.title")
+            titles.append(title.replace("#", "").strip())
+            first = len(writer.pages)
+            writer.append(PdfReader(io.BytesIO(page.pdf(format="A4", margin=MARGIN, print_background=True))))
+            writer.add_outline_item(titles[-1], first)
+        browser.close()
+    if problems:
+        raise RuntimeError("PDF not written:\n" + "\n".join(problems))
+    writer.add_metadata({"/Title": "tinyformer", "/Author": "The tinyformer authors"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as f:
+        writer.write(f)
+    return {"pages": len(writer.pages), "bytes": out.stat().st_size, "seconds": time.perf_counter() - start,
+            "titles": titles}
+
+
+def main(argv: list[str]) -> None:
+    html_dir = Path(argv[0]) if argv else ROOT / "_build" / "html"
+    out = Path(argv[1]) if len(argv) > 1 else ROOT / "_build" / "pdf" / "tinyformer.pdf"
+    try:
+        result = make_pdf(html_dir, out)
+    except (FileNotFoundError, RuntimeError) as exc:
+        sys.exit(f"error: {exc}")
+    print(f"wrote {out}: {result['pages']} pages, {result['bytes'] / 1e6:.1f} MB, "
+          f"{len(result['titles'])} chapters, in {result['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
