@@ -25,8 +25,12 @@ CHAPTER = ROOT / "book" / "attention.md"
 def build(env) -> float:
     jb = Path(sys.executable).parent / "jupyter-book"
     start = time.perf_counter()
-    subprocess.run([str(jb), "build", "book/", "-W", "--keep-going"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(tempfile.gettempdir()) / "tinyformer-bench-build.log"
+    with open(log, "w") as out:
+        proc = subprocess.run([str(jb), "build", "book/", "-W", "--keep-going"], cwd=ROOT, env=env,
+                              stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"the build failed (exit {proc.returncode}); its log: {log}")
     return time.perf_counter() - start
 
 
