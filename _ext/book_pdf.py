@@ -67,11 +67,25 @@ _CLIPPED = """() => [...document.querySelectorAll('article pre, article .highlig
     .map(e => e.textContent.trim().split('\\n')[0].slice(0, 60))"""
 
 
-def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None) -> dict:
-    """Print ``pages`` (default: the TOC) of the built site into one PDF at ``out``.
+def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=None) -> dict:
+    """Print ``pages`` (default: the TOC) of the built site into one PDF at ``out``, with
+    ``browser`` (a Playwright Chromium; default: launch /usr/bin/chromium).
     Returns {"pages": n, "bytes": size, "seconds": t, "titles": [...]}; raises if a page is
     missing, a figure did not load, MathJax did not finish, or code would be cut."""
-    from playwright.sync_api import sync_playwright
+    if browser is None:
+        from playwright.sync_api import sync_playwright
+
+        if not CHROMIUM.exists():
+            raise FileNotFoundError(f"{CHROMIUM} not found: the PDF is printed by Debian's Chromium "
+                                    f"(apt-get install chromium)")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                              "--disable-component-update", "--disable-sync", "--no-first-run"])
+            try:
+                return make_pdf(html_dir, out, pages, browser)
+            finally:
+                browser.close()
     from pypdf import PdfReader, PdfWriter
 
     html_dir, out = Path(html_dir), Path(out)
@@ -79,14 +93,9 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None) -> dict:
     missing = [p for p in pages if not (html_dir / f"{p}.html").exists()]
     if missing:
         raise FileNotFoundError(f"not built: {', '.join(f'{p}.html' for p in missing)} in {html_dir} (run the build first)")
-    if not CHROMIUM.exists():
-        raise FileNotFoundError(f"{CHROMIUM} not found: the PDF is printed by Debian's Chromium (apt-get install chromium)")
     start = time.perf_counter()
     writer, titles, problems = PdfWriter(), [], []
-    with serve(html_dir) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with serve(html_dir) as base:
         page = browser.new_page(viewport={"width": 900, "height": 1200})
         page.emulate_media(media="print", color_scheme="light")
         for name in pages:
@@ -108,7 +117,7 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None) -> dict:
             first = len(writer.pages)
             writer.append(PdfReader(io.BytesIO(page.pdf(format="A4", margin=MARGIN, print_background=True))))
             writer.add_outline_item(titles[-1], first)
-        browser.close()
+        page.close()
     if problems:
         raise RuntimeError("PDF not written:\n" + "\n".join(problems))
     writer.add_metadata({"/Title": "tinyformer", "/Author": "The tinyformer authors"})

@@ -291,10 +291,9 @@ def test_slide_deck_in_the_browser(server, browser, name):
         visit.close()
 
 
-def test_book_prints_to_one_pdf(server, tmp_path):
+def test_book_prints_to_one_pdf(server, browser, tmp_path):
     """`python3 tasks.py pdf`'s printing step on the session's build: every chapter in TOC
     order, figures and typeset math (make_pdf refuses otherwise), code not cut, A4 pages."""
-    _require(CHROMIUM.exists(), "Chromium is not installed (apt-get install chromium)")
     import sys
 
     from pypdf import PdfReader
@@ -303,7 +302,7 @@ def test_book_prints_to_one_pdf(server, tmp_path):
     import book_pdf
 
     out = tmp_path / "tinyformer.pdf"
-    result = book_pdf.make_pdf(HTML, out)
+    result = book_pdf.make_pdf(HTML, out, browser=browser)
     reader = PdfReader(out)
     assert len(reader.pages) == result["pages"]
     assert 120 <= result["pages"] <= 400, f"{result['pages']} pages"

@@ -10,7 +10,7 @@ extra size arguments, and must exit 0.
 Commands that need a CUDA GPU are checked for valid arguments only (``--check-config``) and
 skipped for running on a machine without one. ``torchrun`` commands run as ``python -m
 torch.distributed.run`` (the same launcher) with 2 CPU processes; those that need more GPUs
-than the machine has, or several machines, are checked with ``--check-config`` in one process. ``tasks.py build``, ``test`` and ``publish`` are
+than the machine has, or several machines, are checked with ``--check-config`` in one process. ``tasks.py build``, ``test``, ``publish`` and ``pdf`` are
 excluded: they build the book or run this suite, and are tested by test_book.py /
 test_publish.py and CI itself; ``publish``'s refusal of a local origin is tested below.
 """
@@ -35,6 +35,7 @@ EXCLUDED = {
     "build": "builds the whole book (tests/test_book.py and CI do that)",
     "test": "runs this test suite",
     "publish": "builds and pushes the site (tests/test_publish.py, against a local bare repository)",
+    "pdf": "builds the book, then prints it (tests/test_browser.py prints the session's build)",
     "setup": "creates .venv (CI's first step)",
 }
 # Benchmarks keep their documented arguments; these, appended (argparse keeps the last), shrink them.
