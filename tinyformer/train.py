@@ -857,7 +857,7 @@ _FLAG_HELP = {
     "batch_size": "the global batch: windows per optimiser step over all processes and accumulation steps "
                   "(each process runs BATCH_SIZE / (processes x GRAD_ACCUM_STEPS) at a time)",
     "grad_accum_steps": "split each process's share of a step's batch into this many micro-batches, run one "
-                        "after the other with their gradients added up (the same update, less memory)",
+                        "after the other with their gradients added up (the same update, less activation memory)",
     "dist_timeout": "seconds a process waits for the others under torchrun before it stops with an error "
                     "(default 600)",
     "device": "cpu, cuda or mps; under torchrun, cuda gives each process the GPU of its LOCAL_RANK",
