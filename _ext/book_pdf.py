@@ -116,7 +116,7 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
             titles.append(title.replace("#", "").strip())
             first = len(writer.pages)
             writer.append(PdfReader(io.BytesIO(page.pdf(format="A4", margin=MARGIN, print_background=True))))
-            writer.add_outline_item(titles[-1], first)
+            writer.add_outline_item(title=titles[-1], page_number=first)
         page.close()
     if problems:
         raise RuntimeError("PDF not written:\n" + "\n".join(problems))

@@ -305,8 +305,9 @@ def test_book_prints_to_one_pdf(server, browser, tmp_path):
     result = book_pdf.make_pdf(HTML, out, browser=browser)
     reader = PdfReader(out)
     assert len(reader.pages) == result["pages"]
-    assert 120 <= result["pages"] <= 400, f"{result['pages']} pages"
-    assert all(float(p.mediabox.width) <= book_pdf.A4_WIDTH_PT + 0.5 for p in reader.pages), "a page wider than A4"
+    assert 180 <= result["pages"] <= 420, f"{result['pages']} pages (278 when this test was written)"
+    # Chromium sizes A4 in whole CSS pixels: 595.9 pt wide, against 595.28 pt exactly.
+    assert all(float(p.mediabox.width) <= book_pdf.A4_WIDTH_PT + 1.0 for p in reader.pages), "a page wider than A4"
     text = " ".join(p.extract_text() for p in reader.pages)
     flat = " ".join(text.split())
     for title in result["titles"]:
