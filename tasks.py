@@ -41,17 +41,6 @@ HTML = BUILD / "html"
 STAMP = VENV / ".tinyformer-setup"
 
 
-def _publish_branch() -> str:
-    """The branch the site is published to, defined once in _ext/book_colab.py (the chapters'
-    Colab buttons link into it). Loaded by path: that module imports only the standard library."""
-    spec = importlib.util.spec_from_file_location("book_colab", ROOT / "_ext" / "book_colab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PUBLISH_BRANCH
-
-
-PUBLISH_BRANCH = _publish_branch()
-
 
 def run(*cmd, **kwargs) -> None:
     print("+", " ".join(str(c) for c in cmd), flush=True)
@@ -158,13 +147,26 @@ def publish_target(remote: str | None) -> tuple[str, str]:
     return "origin", url
 
 
-def publish(remote: str | None, branch: str, push: bool) -> None:
+def publish_branch() -> str:
+    """The branch the site is published to: PUBLISH_BRANCH in _ext/book_colab.py, the one place it
+    is written (each chapter's Colab button links into that branch). Loaded by path, and only when
+    publishing: that module imports only the standard library."""
+    spec = importlib.util.spec_from_file_location("book_colab", ROOT / "_ext" / "book_colab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PUBLISH_BRANCH
+
+
+def publish(remote: str | None, branch: str | None, push: bool) -> None:
     """Build from scratch (no reports/, no pages left from an earlier layout), then publish."""
     if push:
         remote, url = publish_target(remote)  # checked before the (slow) build
+    else:
+        remote, url = remote or "origin", None
+    branch = branch or publish_branch()
+    if push:
         print(f"will force-push _build/html to branch {branch!r} of {remote} ({url})", flush=True)
     else:
-        remote = remote or "origin"
         print(f"will commit _build/html to the local branch {branch!r} (no push)", flush=True)
     build(clean=True)
     args = [BIN / "ghp-import", "-n", "-f", "-r", remote, "-b", branch, "-m", "Publish tinyformer site"]
@@ -229,7 +231,8 @@ def main() -> None:
     p_pub = sub.add_parser("publish")
     p_pub.add_argument("--remote", default=None,
                        help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
-    p_pub.add_argument("--branch", default=PUBLISH_BRANCH)
+    p_pub.add_argument("--branch", default=None,
+                       help="default: the branch the Colab buttons link into (PUBLISH_BRANCH in _ext/book_colab.py)")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
     sub.add_parser("pdf", help="build, then print the whole book to _build/pdf/tinyformer.pdf")
     p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")

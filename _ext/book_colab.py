@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 
-PUBLISH_BRANCH = "gh-pages"  # where the site is published; tasks.py publish reads it for its default --branch
+PUBLISH_BRANCH = "gh-pages"  # where the site is published; `python3 tasks.py publish` reads it (publish_branch)
 NOTEBOOK_DIR = "notebooks"  # under _build/html, so under the published branch's root
 COLAB = "https://colab.research.google.com/github"
 
