@@ -6,7 +6,6 @@
     python3 tasks.py pdf        build (incremental), then print the whole book to _build/pdf/tinyformer.pdf
     python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
                                 (to origin only if it is a hosted URL; otherwise --remote is required)
-    python3 tasks.py sync-toc   copy _toc.yml to book/_toc.yml
     python3 tasks.py vendor-ort [--version V]
                                 refresh assets/vendor/onnxruntime-web/ from npm (maintainers only;
                                 the files are committed, so building needs no npm)
@@ -20,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -39,7 +39,7 @@ PY = BIN / "python"
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
 STAMP = VENV / ".tinyformer-setup"
-TOC_HEADER = "# Generated from ../_toc.yml by `python3 tasks.py sync-toc`; edit that file, not this one.\n"
+
 
 
 def run(*cmd, **kwargs) -> None:
@@ -58,7 +58,6 @@ def setup() -> None:
     """Create .venv and install tinyformer with the book and dev extras, pinned by constraints.txt."""
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
-    sync_toc()
     fingerprint = _setup_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint and PY.exists():
         return
@@ -70,20 +69,20 @@ def setup() -> None:
     STAMP.write_text(fingerprint)
 
 
-def sync_toc() -> None:
-    """book/_toc.yml is a committed copy of _toc.yml: `jupyter-book build book/` looks for
-    the TOC only inside book/. tests/test_book.py fails when the copy is stale."""
-    text = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    target = ROOT / "book" / "_toc.yml"
-    wanted = TOC_HEADER + text
-    if not target.exists() or target.read_text(encoding="utf-8") != wanted:
-        target.write_text(wanted, encoding="utf-8")
-        print(f"wrote {target.relative_to(ROOT)}")
+def check_toc_link() -> None:
+    """`jupyter-book build book/` reads the TOC only as book/_toc.yml, a symbolic link to the
+    top-level _toc.yml. A checkout without symbolic links (git on Windows without
+    core.symlinks) has a one-line text file there instead: say so, not a YAML error."""
+    link = ROOT / "book" / "_toc.yml"
+    if not link.is_symlink() or link.resolve() != (ROOT / "_toc.yml").resolve():
+        sys.exit("error: book/_toc.yml must be a symbolic link to ../_toc.yml; check out with symbolic links "
+                 "(git config core.symlinks true) or make it: ln -sf ../_toc.yml book/_toc.yml")
 
 
 def build(clean: bool = False) -> None:
     """Strict build: any Sphinx warning or cell error fails it."""
-    setup()  # also syncs book/_toc.yml
+    setup()
+    check_toc_link()
     if clean and HTML.exists():
         shutil.rmtree(HTML)  # keep _build/.jupyter_cache: it is keyed on code and package hash
     start = time.perf_counter()
@@ -109,7 +108,7 @@ def test(pytest_args: list[str]) -> None:
     """Every test. The browser tests also need Debian's Chromium (/usr/bin/chromium) and
     axe-core; axe-core is fetched here when npm is available, Chromium is up to you
     (.ci/run installs it). Without them the browser tests are skipped."""
-    setup()  # also syncs book/_toc.yml
+    setup()
     if not AXE.exists() and shutil.which("npm"):
         run("npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/.node", "axe-core@4.14.1")
     run(PY, "-m", "pytest", *pytest_args)
@@ -148,13 +147,26 @@ def publish_target(remote: str | None) -> tuple[str, str]:
     return "origin", url
 
 
-def publish(remote: str | None, branch: str, push: bool) -> None:
+def publish_branch() -> str:
+    """The branch the site is published to: PUBLISH_BRANCH in _ext/book_colab.py, the one place it
+    is written (each chapter's Colab button links into that branch). Loaded by path, and only when
+    publishing: that module imports only the standard library."""
+    spec = importlib.util.spec_from_file_location("book_colab", ROOT / "_ext" / "book_colab.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PUBLISH_BRANCH
+
+
+def publish(remote: str | None, branch: str | None, push: bool) -> None:
     """Build from scratch (no reports/, no pages left from an earlier layout), then publish."""
     if push:
         remote, url = publish_target(remote)  # checked before the (slow) build
+    else:
+        remote, url = remote or "origin", None
+    branch = branch or publish_branch()
+    if push:
         print(f"will force-push _build/html to branch {branch!r} of {remote} ({url})", flush=True)
     else:
-        remote = remote or "origin"
         print(f"will commit _build/html to the local branch {branch!r} (no push)", flush=True)
     build(clean=True)
     args = [BIN / "ghp-import", "-n", "-f", "-r", remote, "-b", branch, "-m", "Publish tinyformer site"]
@@ -219,10 +231,10 @@ def main() -> None:
     p_pub = sub.add_parser("publish")
     p_pub.add_argument("--remote", default=None,
                        help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
-    p_pub.add_argument("--branch", default="gh-pages")
+    p_pub.add_argument("--branch", default=None,
+                       help="default: the branch the Colab buttons link into (PUBLISH_BRANCH in _ext/book_colab.py)")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
     sub.add_parser("pdf", help="build, then print the whole book to _build/pdf/tinyformer.pdf")
-    sub.add_parser("sync-toc")
     p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")
     p_ort.add_argument("--version", default=ORT_VERSION)
     sub.add_parser("clean")
@@ -239,8 +251,6 @@ def main() -> None:
         publish(args.remote, args.branch, push=not args.no_push)
     elif args.task == "pdf":
         pdf()
-    elif args.task == "sync-toc":
-        sync_toc()
     elif args.task == "vendor-ort":
         vendor_ort(args.version)
     elif args.task == "clean":

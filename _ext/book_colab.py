@@ -4,8 +4,8 @@ Colab opens only ``.ipynb`` files from a GitHub repository, and the chapters are
 Markdown. So the build turns each chapter's source into a notebook with Jupytext (the prose
 and code cells as written; no outputs, the reader runs them), puts an install cell first,
 and writes it to ``_build/html/notebooks/<chapter>.ipynb``. ``python3 tasks.py publish``
-pushes ``_build/html`` to the ``gh-pages`` branch, so the notebooks are on that branch, where
-the chapter's "Colab" launch button points.
+pushes ``_build/html`` to ``PUBLISH_BRANCH`` (``gh-pages``), so the notebooks are on that branch,
+where the chapter's "Colab" launch button points.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-PUBLISH_BRANCH = "gh-pages"  # tasks.py publish's default --branch (tests/test_readinggroup.py ties them)
+
+PUBLISH_BRANCH = "gh-pages"  # where the site is published; `python3 tasks.py publish` reads it (publish_branch)
 NOTEBOOK_DIR = "notebooks"  # under _build/html, so under the published branch's root
 COLAB = "https://colab.research.google.com/github"
 

@@ -20,29 +20,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from book_toc import toc_files
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 A4_WIDTH_PT = 595.28  # 210 mm
 MARGIN = {"top": "14mm", "bottom": "14mm", "left": "12mm", "right": "12mm"}
-
-
-def toc_pages(root: Path = ROOT) -> list[str]:
-    """Every page in the TOC, root first, in reading order."""
-    import yaml
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    return files
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -89,7 +72,7 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
     from pypdf import PdfReader, PdfWriter
 
     html_dir, out = Path(html_dir), Path(out)
-    pages = pages or toc_pages()
+    pages = pages or toc_files()
     missing = [p for p in pages if not (html_dir / f"{p}.html").exists()]
     if missing:
         raise FileNotFoundError(f"not built: {', '.join(f'{p}.html' for p in missing)} in {html_dir} (run the build first)")

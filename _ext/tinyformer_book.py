@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from docutils import nodes
 from docutils.parsers.rst import Directive
 from sphinx import addnodes
@@ -44,6 +43,7 @@ from sphinx.util import logging
 import book_citation
 import book_colab
 import book_slides
+from book_toc import chapter_names
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +55,6 @@ PLAYGROUND_DIR = ROOT / "assets" / "playground"  # the playground page's own scr
 PLAYGROUND_PAGE = "playground"
 PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's static files
 CITATION = ROOT / "CITATION.cff"
-
-
-def chapter_names(toc: Path = ROOT / "_toc.yml", book: Path = ROOT / "book") -> list[str]:
-    """The book's chapters in reading order: every TOC entry that runs code (a MyST-NB text
-    notebook), except the root page. Each gets a BibTeX entry, a slide deck and a Colab notebook."""
-    data = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))
-    files: list[str] = []
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections"))
-
-    for part in data.get("parts", []):
-        walk(part.get("chapters"))
-    walk(data.get("chapters"))
-    return [f for f in files if f != data["root"]
-            and (Path(book) / f"{f}.md").read_text(encoding="utf-8").startswith("---\njupytext:")]
 
 
 def _load_package_hash():
@@ -121,7 +102,7 @@ def _config_inited(app, config):
     app.tinyformer_claims_dir = cache / f"tinyformer-{key}-claims"
     os.environ["TINYFORMER_BOOK_BUILD"] = "1"  # read by tinyformer.book.page.in_book_build()
     os.environ["TINYFORMER_CLAIMS_DIR"] = str(app.tinyformer_claims_dir)
-    # The TOC the build reads (book/_toc.yml, a copy of the top-level one).
+    # The TOC the build reads (book/_toc.yml, a link to the top-level one).
     app.tinyformer_chapters = chapter_names(Path(app.srcdir) / "_toc.yml", Path(app.srcdir))
     app.tinyformer_cff = book_citation.load_cff(CITATION) if app.tinyformer_chapters else None
 

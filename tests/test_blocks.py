@@ -91,3 +91,14 @@ def test_block_memory_errors():
         TransformerBlock(16, 4, norm_position="middle")
     with pytest.raises(ValueError, match="unknown norm 'batch'"):
         TransformerBlock(16, 4, norm="batch")
+
+
+def test_block_impl_reaches_attention_and_refuses_a_contradiction():
+    assert TransformerBlock(16, 4, impl="fused").self_attn.attn_impl == "fused"  # attention follows impl
+    assert TransformerBlock(16, 4, attn_impl="fused").self_attn.attn_impl == "fused"  # attention alone
+    block = TransformerBlock(16, 4, cross_attention=True, attn_impl="fused")
+    assert block.cross_attn.attn_impl == "fused" and block.norm1.impl == "scratch"
+    with pytest.raises(ValueError, match="impl='fused'.*attn_impl='scratch'"):
+        TransformerBlock(16, 4, impl="fused", attn_impl="scratch")
+    with pytest.raises(ValueError, match="unknown attn_impl 'flash'"):
+        TransformerBlock(16, 4, attn_impl="flash")

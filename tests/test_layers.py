@@ -6,12 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyformer.layers import (
+    IMPLS,
     Embedding,
     FeedForward,
     LayerNorm,
     Linear,
     RMSNorm,
     SwiGLU,
+    attention_impl,
+    check_impl,
     gelu,
     relu,
     silu,
@@ -221,3 +224,13 @@ def test_unknown_impl_is_named():
         LayerNorm(8, impl="fast")
     with pytest.raises(ValueError, match="unknown impl 'fast'"):
         SwiGLU(8, impl="fast")
+
+
+def test_attention_impl_is_the_one_rule():
+    assert [attention_impl(impl) for impl in IMPLS] == list(IMPLS)  # None: follows impl
+    assert attention_impl("scratch", "fused") == "fused"  # fused attention alone
+    assert attention_impl("fused", "fused") == "fused"
+    with pytest.raises(ValueError, match="impl='fused'.*attn_impl='scratch'"):
+        attention_impl("fused", "scratch")
+    with pytest.raises(ValueError, match="unknown attn_impl 'fast': expected one of"):
+        check_impl("fast", "attn_impl")

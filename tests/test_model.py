@@ -216,6 +216,23 @@ def test_impl_and_init_are_validated():
         SMALL.replace(init="xavier")
 
 
+def test_attn_impl_follows_impl_unless_set_and_a_contradiction_is_refused():
+    assert SMALL.attn_impl == SMALL.impl == "scratch"  # resolved: the config says what runs
+    assert SMALL.replace(impl="fused").attn_impl == "fused"
+    assert SMALL.replace(attn_impl="fused").replace(impl="fused").attn_impl == "fused"
+    attention_alone = SMALL.replace(attn_impl="fused")
+    assert (attention_alone.attn_impl, attention_alone.impl) == ("fused", "scratch")
+    assert attention_alone.replace(impl="scratch") == attention_alone  # set to differ: kept
+    assert SMALL.replace(impl="fused").replace(impl="scratch") == SMALL
+    assert TransformerConfig.from_dict(SMALL.replace(impl="fused").to_dict()) == SMALL.replace(impl="fused")
+    with pytest.raises(ValueError, match="impl='fused'.*attn_impl='scratch'"):
+        SMALL.replace(impl="fused", attn_impl="scratch")
+    with pytest.raises(ValueError, match="impl='fused'.*attn_impl='scratch'"):
+        TransformerConfig.from_dict({**SMALL.to_dict(), "impl": "fused"})  # attn_impl='scratch' written out
+    with pytest.raises(ValueError, match="unknown attn_impl 'flash'"):
+        SMALL.replace(attn_impl="flash")
+
+
 def test_default_init_is_unchanged_for_untied_models():
     torch.manual_seed(3)
     a = TransformerLM(SMALL)

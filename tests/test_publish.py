@@ -1,4 +1,4 @@
-"""`python3 tasks.py publish` builds clean and pushes _build/html to a gh-pages branch."""
+"""`python3 tasks.py publish` builds clean and pushes _build/html to the publish branch (gh-pages)."""
 
 import os
 import subprocess
@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from site_build import notebook_files
+from book_colab import PUBLISH_BRANCH  # in _ext/, which site_build puts on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.book
@@ -32,14 +33,14 @@ def test_publish_to_a_local_bare_repository(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tasks.py"), "publish", "--remote", str(bare)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    files = set(git("ls-tree", "-r", "--name-only", "gh-pages", cwd=bare).split())
+    files = set(git("ls-tree", "-r", "--name-only", PUBLISH_BRANCH, cwd=bare).split())
     assert {".nojekyll", "intro.html", "attention.html", "_static/style.css"} <= files
     # The Colab buttons open notebooks on this branch, and the Slides buttons the decks.
     chapters = [f for f in notebook_files() if f != "intro"]
     assert {f"notebooks/{c}.ipynb" for c in chapters} <= files
     assert {f"slides/{c}.slides.html" for c in chapters} <= files
     assert {"_static/reveal.js/dist/reveal.js", "_static/reveal.js/plugin/notes/notes.js"} <= files
-    notebook = nbformat.reads(git("show", "gh-pages:notebooks/attention.ipynb", cwd=bare), as_version=4)
+    notebook = nbformat.reads(git("show", f"{PUBLISH_BRANCH}:notebooks/attention.ipynb", cwd=bare), as_version=4)
     nbformat.validate(notebook)
     assert notebook.cells[0].source.count("%pip install") == 1
     assert not any(f.startswith("reports/") for f in files)

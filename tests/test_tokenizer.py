@@ -74,6 +74,14 @@ def test_overlapping_special_tokens_longest_first():
     assert ids == [tok.special_to_id[double], tok.special_to_id["<|a|>"]]
 
 
+def test_special_token_errors_name_the_entry():
+    """The constructor and a tokenizer file check special tokens with one function, same words."""
+    with pytest.raises(ValueError, match=r"special_tokens\[1\] must be a non-empty string, got ''"):
+        BPETokenizer([], special_tokens=["<|a|>", ""])
+    with pytest.raises(ValueError, match=r"special_tokens\[2\] '<\|a\|>' repeats special_tokens\[0\]"):
+        BPETokenizer([], special_tokens=["<|a|>", "<|b|>", "<|a|>"])
+
+
 def test_bpe_compresses(bpe):
     assert bytes_per_token(bpe, CORPUS) > 2.0
     assert bytes_per_token(BPETokenizer([]), CORPUS) == 1.0

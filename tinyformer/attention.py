@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import Linear, softmax
+from .layers import Linear, check_impl, softmax
 from .positions import RotaryPositionalEmbedding
 
 __all__ = [
@@ -228,8 +228,7 @@ class MultiHeadAttention(nn.Module):
                 f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv_heads}): query heads "
                 f"share key/value heads in equal groups"
             )
-        if attn_impl not in ("scratch", "fused"):
-            raise ValueError(f"unknown attn_impl {attn_impl!r}: expected 'scratch' or 'fused'")
+        check_impl(attn_impl, "attn_impl")
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
         self.d_head = d_model // n_heads
         if rope is not None and rope.d_head != self.d_head:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .attention import KVCache, MultiHeadAttention
-from .layers import IMPLS, Linear, make_feed_forward, make_norm
+from .layers import Linear, attention_impl, make_feed_forward, make_norm
 from .positions import RotaryPositionalEmbedding
 
 __all__ = ["TransformerBlock"]
@@ -46,16 +46,15 @@ class TransformerBlock(nn.Module):
         rope: RotaryPositionalEmbedding | None = None,
         n_kv_heads: int | None = None,
         eps: float = 1e-5,
-        attn_impl: str = "scratch",
+        attn_impl: str | None = None,
         impl: str = "scratch",
     ):
         super().__init__()
         if norm_position not in ("pre", "post"):
             raise ValueError(f"unknown norm_position {norm_position!r}: expected 'pre' or 'post'")
-        if impl not in IMPLS:
-            raise ValueError(f"unknown impl {impl!r}: expected one of {IMPLS}")
-        # impl="fused" switches every piece to PyTorch's kernels, attention included.
-        attn_impl = "fused" if impl == "fused" else attn_impl
+        # impl="fused" switches every piece to PyTorch's kernels, attention included; attn_impl
+        # (default: the same as impl) can fuse attention alone.
+        attn_impl = attention_impl(impl, attn_impl)
         self.norm_position, self.impl = norm_position, impl
         self.self_attn = MultiHeadAttention(
             d_model, n_heads, causal=causal, rope=rope, bias=bias, n_kv_heads=n_kv_heads, attn_impl=attn_impl

@@ -33,6 +33,8 @@ __all__ = [
     "make_feed_forward",
     "make_norm",
     "IMPLS",
+    "check_impl",
+    "attention_impl",
 ]
 
 # "scratch": every piece written out with tensor operations (what the chapters teach).
@@ -41,9 +43,30 @@ __all__ = [
 IMPLS = ("scratch", "fused")
 
 
-def _check_impl(impl: str) -> None:
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl {impl!r}: expected one of {IMPLS}")
+def check_impl(value: str, name: str = "impl") -> str:
+    """``value`` if it is one of :data:`IMPLS`; otherwise a ValueError naming the argument."""
+    if value not in IMPLS:
+        raise ValueError(f"unknown {name} {value!r}: expected one of {IMPLS}")
+    return value
+
+
+def attention_impl(impl: str, attn_impl: str | None = None) -> str:
+    """The attention a model or block runs when its other pieces use ``impl``: ``attn_impl``
+    when given, else ``impl``.
+
+    ``impl="scratch", attn_impl="fused"`` fuses attention alone (the fast kernel, the rest as
+    taught); ``impl="fused"`` fuses every piece, attention included, so ``attn_impl="scratch"``
+    beside it contradicts it and is refused rather than ignored.
+    """
+    check_impl(impl)
+    if attn_impl is None:
+        return impl
+    check_impl(attn_impl, "attn_impl")
+    if impl == "fused" and attn_impl == "scratch":
+        raise ValueError("impl='fused' runs every piece through PyTorch's kernels, attention included, but "
+                         "attn_impl='scratch' asks for the from-scratch attention: leave attn_impl out (it "
+                         "follows impl), or set impl='scratch', attn_impl='fused' to fuse attention alone")
+    return attn_impl
 
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +95,7 @@ class Linear(nn.Module):
         super().__init__()
         if d_in <= 0 or d_out <= 0:
             raise ValueError(f"Linear needs positive sizes, got d_in={d_in}, d_out={d_out}")
-        _check_impl(impl)
+        check_impl(impl)
         self.d_in, self.d_out, self.impl = d_in, d_out, impl
         std = math.sqrt(2.0 / (d_in + d_out))
         weight = torch.empty(d_out, d_in, device=device, dtype=dtype)
@@ -170,7 +193,7 @@ class LayerNorm(nn.Module):
     def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, device=None, dtype=None,
                  impl: str = "scratch"):
         super().__init__()
-        _check_impl(impl)
+        check_impl(impl)
         self.d_model, self.eps, self.impl = d_model, eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.zeros(d_model, device=device, dtype=dtype)) if bias else None
@@ -203,7 +226,7 @@ class RMSNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None, impl: str = "scratch"):
         super().__init__()
-        _check_impl(impl)
+        check_impl(impl)
         self.d_model, self.eps, self.impl = d_model, eps, impl
         self.weight = nn.Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
@@ -240,7 +263,7 @@ class FeedForward(nn.Module):
         super().__init__()
         if activation not in ("relu", "gelu"):
             raise ValueError(f"unknown activation {activation!r}: expected 'relu' or 'gelu'")
-        _check_impl(impl)
+        check_impl(impl)
         self.activation, self.impl = activation, impl
         self.w1 = Linear(d_model, d_ff, bias=bias, impl=impl)
         self.w2 = Linear(d_ff, d_model, bias=bias, impl=impl)
@@ -271,7 +294,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int | None = None, impl: str = "scratch"):
         super().__init__()
-        _check_impl(impl)
+        check_impl(impl)
         d_ff = d_ff or swiglu_hidden_dim(d_model)
         self.impl = impl
         self.w1 = Linear(d_model, d_ff, impl=impl)  # gate branch

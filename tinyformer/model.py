@@ -17,7 +17,7 @@ from torch import nn
 
 from .attention import KVCache
 from .blocks import TransformerBlock
-from .layers import Embedding, Linear, make_norm, swiglu_hidden_dim
+from .layers import Embedding, Linear, attention_impl, make_norm, swiglu_hidden_dim
 from .initialization import initialize_weights
 from .positions import LearnedPositionalEmbedding, RotaryPositionalEmbedding, SinusoidalPositionalEncoding
 
@@ -48,8 +48,6 @@ _CHOICES = {
     "norm": ("rms", "layer"),
     "norm_position": ("pre", "post"),
     "ffn": ("swiglu", "gelu", "relu"),
-    "attn_impl": ("scratch", "fused"),
-    "impl": ("scratch", "fused"),
     "init": ("default", "gpt2"),
 }
 
@@ -78,7 +76,9 @@ class TransformerConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
-    attn_impl: str = "scratch"
+    # "fused": PyTorch's kernels for attention alone; None (the default): the same as impl.
+    # impl="fused" with attn_impl="scratch" is refused (see layers.attention_impl).
+    attn_impl: str | None = None
     # "fused": PyTorch's kernels for attention, norms, activations and linear layers (same maths).
     impl: str = "scratch"
     # "default": Glorot-scaled Linear, unit-normal Embedding (a tied table is rescaled to fit the head);
@@ -109,6 +109,8 @@ class TransformerConfig:
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: expected one of {allowed}")
+        # Stored resolved, so config.attn_impl always says which attention the model runs.
+        object.__setattr__(self, "attn_impl", attention_impl(self.impl, self.attn_impl))
         if self.positions == "rope" and self.d_head % 2:
             raise ValueError(f"positions='rope' rotates pairs of features, so d_head = d_model / n_heads must be "
                              f"even, got {self.d_model} / {self.n_heads} = {self.d_head}")
@@ -139,33 +141,11 @@ class TransformerConfig:
         return cls(**data)
 
     def replace(self, **changes) -> "TransformerConfig":
+        """A copy with ``changes``. Attention that follows ``impl`` (``attn_impl == impl``) keeps
+        following it: ``config.replace(impl="fused")`` fuses attention too."""
+        if "impl" in changes and "attn_impl" not in changes and self.attn_impl == self.impl:
+            changes["attn_impl"] = None
         return replace(self, **changes)
-
-
-def _make_block(config: TransformerConfig, *, causal: bool, cross_attention: bool, rope) -> TransformerBlock:
-    return TransformerBlock(
-        config.d_model,
-        config.n_heads,
-        config.ffn_width,
-        causal=causal,
-        cross_attention=cross_attention,
-        norm=config.norm,
-        norm_position=config.norm_position,
-        ffn=config.ffn,
-        bias=config.bias,
-        rope=rope,
-        n_kv_heads=config.n_kv_heads,
-        eps=config.norm_eps,
-        attn_impl=config.attn_impl,
-        impl=config.impl,
-    )
-
-
-def _final_norm(config: TransformerConfig) -> nn.Module:
-    """Pre-norm stacks need a last norm before the head; post-norm blocks already end in one."""
-    if config.norm_position == "pre":
-        return make_norm(config.norm, config.d_model, config.norm_eps, config.bias, impl=config.impl)
-    return nn.Identity()
 
 
 class _Embedder(nn.Module):
@@ -201,7 +181,51 @@ class _Embedder(nn.Module):
         return x
 
 
-class TransformerLM(nn.Module):
+class _Stack(nn.Module):
+    """What every stack is made of: ``embed`` (tokens + absolute positions), ``n_layers``
+    ``blocks``, a ``final_norm`` (pre-norm stacks need one before the head; post-norm blocks
+    already end in one) and, for stacks that predict tokens, an ``lm_head``.
+
+    Built in that order, then initialised by ``config.init``: the order fixes which random
+    numbers each parameter draws, and the names are the checkpoints' state_dict keys.
+    """
+
+    def __init__(self, config: TransformerConfig, *, causal: bool, cross_attention: bool,
+                 lm_head: bool, tie_embeddings: bool = False):
+        super().__init__()
+        self.config = config
+        self.embed = _Embedder(config)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                config.d_model,
+                config.n_heads,
+                config.ffn_width,
+                causal=causal,
+                cross_attention=cross_attention,
+                norm=config.norm,
+                norm_position=config.norm_position,
+                ffn=config.ffn,
+                bias=config.bias,
+                rope=self.embed.rope,
+                n_kv_heads=config.n_kv_heads,
+                eps=config.norm_eps,
+                attn_impl=config.attn_impl,
+                impl=config.impl,
+            )
+            for _ in range(config.n_layers)
+        )
+        if config.norm_position == "pre":
+            self.final_norm = make_norm(config.norm, config.d_model, config.norm_eps, config.bias, impl=config.impl)
+        else:
+            self.final_norm = nn.Identity()
+        if lm_head:
+            self.lm_head = Linear(config.d_model, config.vocab_size, impl=config.impl)
+            if tie_embeddings:
+                self.lm_head.weight = self.embed.token_embedding.weight
+        initialize_weights(self, config)
+
+
+class TransformerLM(_Stack):
     """Decoder-only language model: ``token_ids (B, T)`` -> logits ``(B, T, V)``.
 
     Position t's logits are the model's prediction of token t + 1, computed
@@ -209,18 +233,8 @@ class TransformerLM(nn.Module):
     """
 
     def __init__(self, config: TransformerConfig):
-        super().__init__()
-        self.config = config
-        self.embed = _Embedder(config)
-        self.blocks = nn.ModuleList(
-            _make_block(config, causal=True, cross_attention=False, rope=self.embed.rope)
-            for _ in range(config.n_layers)
-        )
-        self.final_norm = _final_norm(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size, impl=config.impl)
-        if config.tie_embeddings:
-            self.lm_head.weight = self.embed.token_embedding.weight
-        initialize_weights(self, config)
+        super().__init__(config, causal=True, cross_attention=False, lm_head=True,
+                         tie_embeddings=config.tie_embeddings)
 
     def forward(
         self,
@@ -250,19 +264,11 @@ class TransformerLM(nn.Module):
         return [KVCache() for _ in self.blocks]
 
 
-class Encoder(nn.Module):
+class Encoder(_Stack):
     """Bidirectional stack (BERT, the left half of the original): ``(B, S)`` -> ``(B, S, D)``."""
 
     def __init__(self, config: TransformerConfig):
-        super().__init__()
-        self.config = config
-        self.embed = _Embedder(config)
-        self.blocks = nn.ModuleList(
-            _make_block(config, causal=False, cross_attention=False, rope=self.embed.rope)
-            for _ in range(config.n_layers)
-        )
-        self.final_norm = _final_norm(config)
-        initialize_weights(self, config)
+        super().__init__(config, causal=False, cross_attention=False, lm_head=False)
 
     def forward(self, src_ids: torch.Tensor, *, src_mask: torch.Tensor | None = None, return_weights: bool = False):
         x = self.embed(src_ids)
@@ -274,23 +280,14 @@ class Encoder(nn.Module):
         return (x, all_weights) if return_weights else x
 
 
-class Decoder(nn.Module):
+class Decoder(_Stack):
     """Causal stack that also attends to an encoder's output (cross-attention).
 
     ``tgt_ids (B, T)`` and ``memory (B, S, D)`` -> logits ``(B, T, V)``.
     """
 
     def __init__(self, config: TransformerConfig):
-        super().__init__()
-        self.config = config
-        self.embed = _Embedder(config)
-        self.blocks = nn.ModuleList(
-            _make_block(config, causal=True, cross_attention=True, rope=self.embed.rope)
-            for _ in range(config.n_layers)
-        )
-        self.final_norm = _final_norm(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size, impl=config.impl)
-        initialize_weights(self, config)
+        super().__init__(config, causal=True, cross_attention=True, lm_head=True)
 
     def forward(
         self,

@@ -99,13 +99,10 @@ def _first_repeat(items: list) -> tuple[int, int] | None:
 
 def _load_special_tokens(path, data: dict) -> list[str]:
     tokens = _check_list(path, data["special_tokens"], "special_tokens", "strings")
-    for i, tok in enumerate(tokens):
-        if not isinstance(tok, str) or not tok:
-            raise ValueError(f"{path}: special_tokens[{i}] must be a non-empty string, got {tok!r}")
-    repeat = _first_repeat(tokens)
-    if repeat:
-        raise ValueError(f"{path}: special_tokens[{repeat[1]}] {tokens[repeat[1]]!r} repeats special_tokens[{repeat[0]}]")
-    return tokens
+    try:
+        return _check_special_tokens(tokens)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def _special_pattern(special_tokens: Iterable[str]):
@@ -276,15 +273,17 @@ def _check_id(value, what: str) -> int:
 
 
 def _check_special_tokens(special_tokens) -> list[str]:
+    """Distinct non-empty strings, as a list; an error names the entry by its index (for a
+    constructor's argument and a tokenizer file's field alike)."""
     if isinstance(special_tokens, (str, bytes)):
         raise ValueError(f"special_tokens must be a list of strings, got a single {type(special_tokens).__name__} {special_tokens!r}")
     tokens = list(special_tokens)
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         if not isinstance(tok, str) or not tok:
-            raise ValueError(f"each special token must be a non-empty string, got {tok!r}")
+            raise ValueError(f"special_tokens[{i}] must be a non-empty string, got {tok!r}")
     repeat = _first_repeat(tokens)
     if repeat:
-        raise ValueError(f"special tokens must be distinct, {tokens[repeat[1]]!r} is listed twice")
+        raise ValueError(f"special_tokens[{repeat[1]}] {tokens[repeat[1]]!r} repeats special_tokens[{repeat[0]}]")
     return tokens
 
 
