@@ -10,28 +10,57 @@ import inspect
 import io
 import os
 import re
-import shutil
+import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 
-from tinyformer.exercises import CHAPTERS, COMPONENTS, check, check_dir, diagnose, find_component, init
-from tinyformer.exercises import mistakes as wrong
+import tinyformer.exercises
+from tinyformer.exercises import CHAPTERS, CLASSIC, COMPONENTS, check, check_dir, diagnose, find_component, init
 from tinyformer.exercises.__main__ import main
+from tinyformer.exercises.attention.hints import attention_unscaled
 from tinyformer.exercises.checker import evaluate
+from tinyformer.exercises.positions.hints import rope_halves
 
-SOLUTIONS = Path(importlib.import_module("tinyformer.exercises.solutions").__file__).parent
-STARTERS = Path(importlib.import_module("tinyformer.exercises.starters").__file__).parent
+EXERCISES = Path(tinyformer.exercises.__file__).parent  # one folder per chapter
+_STARTERS = "_tinyformer_starters"  # the package the starter files are imported as, in a test
+
+
+def chapter_module(chapter, part):
+    return importlib.import_module(f"tinyformer.exercises.{chapter}.{part}")
 
 
 def solution(component):
-    return getattr(importlib.import_module(f"tinyformer.exercises.solutions.{component.chapter}"), component.name)
+    return getattr(chapter_module(component.chapter, "solution"), component.name)
 
 
-def starter(component):
-    return getattr(importlib.import_module(f"tinyformer.exercises.starters.{component.chapter}"), component.name)
+def reader_solution(chapter):
+    """A chapter's solution as a reader's file: it imports the earlier chapters' pieces from
+    its own folder (``from .attention import softmax``), as the starters do."""
+    text = (EXERCISES / chapter / "solution.py").read_text()
+    return re.sub(r"from tinyformer\.exercises\.(\w+)\.solution import", r"from .\1 import", text)
+
+
+def write_solutions(folder, chapters):
+    for chapter in chapters:
+        (folder / f"{chapter}.py").write_text(reader_solution(chapter))
+
+
+@pytest.fixture(scope="module")
+def starters(tmp_path_factory):
+    """The files ``init`` writes, imported as a package, as the checker imports a reader's
+    folder (they import each other: ``from .attention import softmax``)."""
+    folder = tmp_path_factory.mktemp("starters")
+    init(folder, out=io.StringIO())
+    package = types.ModuleType(_STARTERS)
+    package.__path__ = [str(folder)]
+    sys.modules[_STARTERS] = package
+    yield lambda component: getattr(importlib.import_module(f"{_STARTERS}.{component.chapter}"), component.name)
+    for name in [n for n in sys.modules if n == _STARTERS or n.startswith(_STARTERS + ".")]:
+        del sys.modules[name]
 
 
 ALL_MISTAKES = [(c, m) for c in COMPONENTS for m in c.mistakes]
@@ -48,11 +77,22 @@ def test_the_components_the_issue_asks_for_are_all_there():
         "cross_entropy", "adamw_step", "top_k_distribution", "top_p_distribution", "merge_pair",
     } <= names
     assert {c.chapter for c in COMPONENTS} == set(CHAPTERS)
-    # one starter file per chapter, named like the book's chapters
+    # one folder per chapter, named like the book's chapters, holding its four parts
     toc = (Path(__file__).parents[1] / "_toc.yml").read_text()
     for chapter in CHAPTERS:
         assert f"file: {chapter}\n" in toc
-        assert (STARTERS / f"{chapter}.py").is_file() and (SOLUTIONS / f"{chapter}.py").is_file()
+        for part in ("__init__.py", "starter.py", "solution.py", "checks.py", "hints.py"):
+            assert (EXERCISES / chapter / part).is_file(), (chapter, part)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_declares_its_own_components_and_uses_every_hint(chapter):
+    components = chapter_module(chapter, "checks").COMPONENTS
+    assert components and all(c.chapter == chapter for c in components)
+    assert components == [c for c in COMPONENTS if c.chapter == chapter]  # the registry keeps book order
+    hints = chapter_module(chapter, "hints").MISTAKES.by_component
+    assert set(hints) == {c.name for c in components}  # no hint is registered under a misspelt name
+    assert all(c.mistakes is hints[c.name] for c in components)
 
 
 def test_the_mistakes_the_issue_names_are_detected():
@@ -67,8 +107,8 @@ def test_the_mistakes_the_issue_names_are_detected():
 
 
 @pytest.mark.parametrize("component", COMPONENTS, ids=lambda c: c.qualname)
-def test_starter_signatures_match_the_solutions(component):
-    mine, reference = starter(component), solution(component)
+def test_starter_signatures_match_the_solutions(component, starters):
+    mine, reference = starters(component), solution(component)
     if component.kind == "class":
         for method in ("__init__", "forward"):
             assert inspect.signature(getattr(mine, method)) == inspect.signature(getattr(reference, method))
@@ -98,7 +138,8 @@ def test_detector_fires_on_its_own_mistake_only(component, mistake):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_each_chapter_has_a_classic_mistake_the_checker_names(chapter):
-    name, impl = wrong.CLASSIC[chapter]
+    name, impl = CLASSIC[chapter]
+    assert (name, impl) == chapter_module(chapter, "hints").CLASSIC
     component = find_component(name)
     assert component.chapter == chapter
     out = io.StringIO()
@@ -109,17 +150,17 @@ def test_each_chapter_has_a_classic_mistake_the_checker_names(chapter):
 
 def test_rope_convention_is_the_librarys_adjacent_pairs():
     """The exercise teaches tinyformer's convention: pairs (x[2i], x[2i+1]); halves is the mistake."""
-    from tinyformer.exercises.solutions.positions import rope
+    from tinyformer.exercises.positions.solution import rope
 
     x, pos = torch.randn(2, 5, 8), torch.arange(5)
     library = __import__("tinyformer").RotaryPositionalEmbedding(8, 5)(x, pos)
     torch.testing.assert_close(rope(x, pos), library)
-    assert not torch.allclose(wrong.rope_halves(x, pos), library)
+    assert not torch.allclose(rope_halves(x, pos), library)
 
 
 def test_top_p_keeps_the_crossing_token_like_the_library():
     from tinyformer import next_token_distribution
-    from tinyformer.exercises.solutions.sampling import top_p_distribution
+    from tinyformer.exercises.sampling.solution import top_p_distribution
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
     # 0.5 < 0.6, then 0.5 + 0.3 crosses 0.6: the second token is kept, the third is not
@@ -133,7 +174,7 @@ def test_top_p_keeps_the_crossing_token_like_the_library():
 
 def test_failure_says_what_was_expected_and_what_came_back():
     out = io.StringIO()
-    report = check(wrong.attention_unscaled, "scaled_dot_product_attention", out=out)
+    report = check(attention_unscaled, "scaled_dot_product_attention", out=out)
     text = out.getvalue()
     assert not report.passed and report["scaled_dot_product_attention"].status == "fail"
     assert "✗ attention.scaled_dot_product_attention" in text
@@ -147,7 +188,7 @@ def test_failure_says_what_was_expected_and_what_came_back():
 
 def test_passing_check_prints_a_tick_and_the_references():
     out = io.StringIO()
-    from tinyformer.exercises.solutions.multihead import MultiHeadAttention
+    from tinyformer.exercises.multihead.solution import MultiHeadAttention
 
     report = check(MultiHeadAttention, "multihead.MultiHeadAttention", out=out)
     assert report.passed
@@ -247,6 +288,8 @@ def test_a_crashing_process_is_one_line():
 def test_init_then_check_reports_every_component_not_yet_implemented(tmp_path, capsys):
     assert main(["init", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(f"{c}.py" for c in CHAPTERS)
+    for chapter in CHAPTERS:  # each one a copy of its chapter folder's starter.py
+        assert (tmp_path / f"{chapter}.py").read_text() == (EXERCISES / chapter / "starter.py").read_text()
     assert main(["check", str(tmp_path)]) == 1
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err
@@ -272,8 +315,8 @@ def test_init_never_overwrites(tmp_path):
 
 def test_reference_solutions_pass_through_the_cli(tmp_path, capsys):
     """The whole path a reader takes: files in a folder, importing each other, in forked children."""
-    for chapter in CHAPTERS:
-        shutil.copy(SOLUTIONS / f"{chapter}.py", tmp_path / f"{chapter}.py")
+    assert "from .attention import softmax" in reader_solution("masks")  # the files import each other
+    write_solutions(tmp_path, CHAPTERS)
     start = time.perf_counter()
     assert main(["check", str(tmp_path)]) == 0
     elapsed = time.perf_counter() - start
@@ -286,17 +329,16 @@ def test_reference_solutions_pass_through_the_cli(tmp_path, capsys):
 
 def test_bad_reader_files_cost_one_line_each_and_the_run_goes_on(tmp_path, capsys):
     init(tmp_path, out=io.StringIO())
-    for chapter in ("attention", "multihead", "training", "tokens", "sampling"):
-        shutil.copy(SOLUTIONS / f"{chapter}.py", tmp_path / f"{chapter}.py")
+    write_solutions(tmp_path, ("attention", "multihead", "training", "tokens", "sampling"))
     (tmp_path / "positions.py").write_text("def sinusoidal_positions(T, D)\n    return None\n")  # syntax error
     tokens = (tmp_path / "tokens.py").read_text()
     (tmp_path / "tokens.py").write_text(tokens.split("def merge_pair")[0])  # merge_pair missing
-    sampling = (SOLUTIONS / "sampling.py").read_text()
+    sampling = reader_solution("sampling")
     sampling = sampling.replace(
         "    logits = logits / temperature\n", "    raise ValueError('k is too big')\n", 1
     ).replace("    probs = torch.softmax(logits / temperature, dim=-1)\n", "    return logits.tolist()\n", 1)
     (tmp_path / "sampling.py").write_text(sampling)  # top-k raises, top-p returns the wrong type
-    training = (SOLUTIONS / "training.py").read_text()
+    training = reader_solution("training")
     (tmp_path / "training.py").write_text(
         training.replace('    b1, b2 = betas\n', "    while True:\n        pass\n", 1)
     )  # adamw_step loops forever
@@ -325,7 +367,7 @@ def test_check_dir_in_process_reads_the_files_afresh(tmp_path):
     init(tmp_path, ["attention"], out=io.StringIO())
     report = check_dir(tmp_path, "attention", isolate=False, quiet=True)
     assert [r.status for r in report.results] == ["todo", "todo"]
-    shutil.copy(SOLUTIONS / "attention.py", tmp_path / "attention.py")
+    write_solutions(tmp_path, ["attention"])
     assert check_dir(tmp_path, "attention", isolate=False, quiet=True).passed
     assert not (tmp_path / "__pycache__").exists()  # the reader's folder holds only their files
     result = check_dir(tmp_path, "masks", isolate=False, quiet=True).results[0]

@@ -12,8 +12,13 @@ In a notebook::
     from tinyformer.exercises import check
     check(my_softmax, "softmax")
 
-The reference solutions are in :mod:`tinyformer.exercises.solutions`, the deliberately
-wrong versions the checker recognises in :mod:`tinyformer.exercises.mistakes`.
+One folder per chapter, e.g. ``attention/``: ``starter.py`` (what ``init`` writes as
+DIR/attention.py), ``solution.py`` (the reference, e.g.
+:mod:`tinyformer.exercises.attention.solution`), ``checks.py`` (the seeded cases and
+references the checker compares with) and ``hints.py`` (the deliberately wrong versions the
+checker recognises, with their hints). Beside them: ``checker.py`` (the autograder),
+``registry.py`` (the chapters' components in book order), ``component.py`` (what a
+component is) and ``__main__.py`` (the command line).
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import sys
 from pathlib import Path
 
 from .checker import DEFAULT_TIMEOUT, Report, Result, check, check_dir, diagnose, find_component
-from .components import CHAPTERS, COMPONENTS
+from .registry import CHAPTERS, CLASSIC, COMPONENTS, starter_file
 
-__all__ = ["init", "check", "check_dir", "diagnose", "find_component", "Report", "Result", "CHAPTERS", "COMPONENTS", "DEFAULT_TIMEOUT"]
-
-_STARTERS = Path(__file__).parent / "starters"
+__all__ = [
+    "init", "check", "check_dir", "diagnose", "find_component", "Report", "Result", "CHAPTERS", "CLASSIC", "COMPONENTS",
+    "DEFAULT_TIMEOUT",
+]
 
 
 def init(directory, chapters=None, *, out=None) -> list[Path]:
@@ -50,7 +56,7 @@ def init(directory, chapters=None, *, out=None) -> list[Path]:
         if target.exists():
             print(f"skipped {target}: it already exists (init never overwrites your work)", file=out)
             continue
-        target.write_text((_STARTERS / f"{chapter}.py").read_text(encoding="utf-8"), encoding="utf-8")
+        target.write_text(starter_file(chapter).read_text(encoding="utf-8"), encoding="utf-8")
         written.append(target)
         print(f"wrote   {target}", file=out)
     return written

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .components import BY_NAME, CHAPTERS, COMPONENTS, Case, Component, _describe, _WrongReturn
+from .component import Case, Component, WrongReturn, describe
+from .registry import BY_NAME, CHAPTERS, COMPONENTS
 
 DEFAULT_TIMEOUT = 30.0  # seconds per component; the reference solutions need well under one
 _READER_PACKAGE = "_tinyformer_reader"  # the reader's folder is imported as this package
@@ -121,7 +122,7 @@ def _build_reader_module(component: Component, cls, case: Case) -> nn.Module:
     """Instantiate the reader's class and give it the reference module's weights, by name."""
     module = cls(*case.init)
     if not isinstance(module, nn.Module):
-        raise _Problem("error", f"{cls.__name__}(...) is {_describe(module)}, not an nn.Module")
+        raise _Problem("error", f"{cls.__name__}(...) is {describe(module)}, not an nn.Module")
     reference = _reference_module(component, case)
     theirs = dict(reference.named_parameters())
     names = component.param_names(case) if component.param_names else {n: n for n in theirs}
@@ -196,7 +197,7 @@ def _fmt_index(index) -> str:
 def _tensor_difference(component: Component, case: Case, expected: torch.Tensor, got) -> list[str]:
     """[] when ``got`` matches ``expected``, else lines saying how it differs."""
     if not isinstance(got, torch.Tensor):
-        return [f"returned {_describe(got)}; expected a tensor of shape {tuple(expected.shape)}"]
+        return [f"returned {describe(got)}; expected a tensor of shape {tuple(expected.shape)}"]
     if got.shape != expected.shape:
         return [f"returned shape {tuple(got.shape)}; expected {tuple(expected.shape)}"]
     want_dtype = component.out_dtype or case.dtype
@@ -229,7 +230,7 @@ def _difference(component: Component, case: Case, expected, got) -> list[str]:
     if isinstance(expected, torch.Tensor):
         return _tensor_difference(component, case, expected, got)
     if type(got) is not type(expected):
-        return [f"returned {_describe(got)}; expected a {type(expected).__name__}"]
+        return [f"returned {describe(got)}; expected a {type(expected).__name__}"]
     if got == expected:
         return []
     if isinstance(expected, list):
@@ -288,9 +289,9 @@ def _where(exc: BaseException) -> str:
 def _kind_problem(component: Component, impl) -> str | None:
     if component.kind == "class":
         if not (isinstance(impl, type) and issubclass(impl, nn.Module)):
-            return f"{component.name} should be a class (a subclass of nn.Module); got {_describe(impl)}"
+            return f"{component.name} should be a class (a subclass of nn.Module); got {describe(impl)}"
     elif isinstance(impl, type) or not callable(impl):
-        return f"{component.name} should be a function; got {_describe(impl) if not isinstance(impl, type) else 'a class'}"
+        return f"{component.name} should be a function; got {describe(impl) if not isinstance(impl, type) else 'a class'}"
     return None
 
 
@@ -310,7 +311,7 @@ def evaluate(component: Component, impl, expected: list[dict] | None = None) -> 
             return Result(name, "todo", "not yet implemented" + (f" ({exc})" if str(exc) else ""))
         except _Problem as exc:
             return Result(name, exc.status, exc.message)
-        except _WrongReturn as exc:
+        except WrongReturn as exc:
             return Result(name, "fail", str(exc), [f"case: {case.label}"])
         except Exception as exc:
             return Result(

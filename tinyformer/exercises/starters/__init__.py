@@ -1,1 +1,0 @@
-"""The starter files that ``python -m tinyformer.exercises init DIR`` copies, one per chapter."""
