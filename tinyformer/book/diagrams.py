@@ -30,7 +30,7 @@ from torch import nn
 from ..attention import MultiHeadAttention
 from ..layers import FeedForward, SwiGLU
 from ..model import Decoder, Encoder, EncoderDecoder, TransformerConfig, TransformerLM
-from ..plots import BLUE, GREY, use_book_style
+from .plots import BLUE, GREY, use_book_style
 
 __all__ = [
     "Call",
