@@ -1,6 +1,7 @@
 """The book's machinery: what chapters use to *show* the model, never imported by the library.
 
     page          glue that also shows in a notebook; the trained model, with progress when not cached
+    build_env     where a chapter runs: inside the book build or in a reader's notebook
     claims        statements about computed results, checked when the chapter runs
     walkthrough   the running example: one tiny input carried from tokens to the next token,
                   every intermediate tensor by name, checked against the model's own forward pass
