@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tinyformer.profiling import machine_info  # noqa: E402
+from tinyformer.book.profiling import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

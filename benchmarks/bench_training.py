@@ -20,7 +20,7 @@ from torch import nn
 from _common import print_table, write_json
 
 import tinyformer as tf
-from tinyformer.profiling import peak_memory_mib, run_isolated
+from tinyformer.book.profiling import peak_memory_mib, run_isolated
 
 
 class TorchReferenceLM(nn.Module):

@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from tinyformer import plots  # noqa: E402
+from tinyformer.book import plots  # noqa: E402
 from tinyformer.positions import sinusoidal_positional_encoding  # noqa: E402
 
 FIGURES = {

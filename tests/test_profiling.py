@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from tinyformer.profiling import attention_peak_memory, machine_info, peak_memory_mib, run_isolated, time_call
+from tinyformer.book.profiling import attention_peak_memory, machine_info, peak_memory_mib, run_isolated, time_call
 
 
 def test_time_call_measures_the_median():
@@ -31,7 +31,7 @@ def test_machine_info_names_the_versions():
 
 
 def test_peak_memory_needs_linux(monkeypatch):
-    import tinyformer.profiling as profiling
+    import tinyformer.book.profiling as profiling
 
     monkeypatch.setattr(profiling.os.path, "exists", lambda path: False)
     with pytest.raises(OSError, match="needs Linux"):
@@ -47,7 +47,7 @@ def test_attention_memory_in_a_fresh_process_grows_quadratically_for_the_written
 
 def test_profile_training_step_breaks_a_step_down():
     from tinyformer.model import TransformerConfig
-    from tinyformer.profiling import op_family, profile_training_step
+    from tinyformer.book.profiling import op_family, profile_training_step
 
     assert op_family("aten::addmm") == "matmul"
     assert op_family("aten::native_layer_norm_backward") == "norm kernels"
@@ -65,7 +65,7 @@ def test_profile_training_step_breaks_a_step_down():
 
 _PROFILE_A_STEP = """
 from tinyformer.model import TransformerConfig
-from tinyformer.profiling import profile_training_step
+from tinyformer.book.profiling import profile_training_step
 config = TransformerConfig(vocab_size=20, context_length=8, d_model=16, n_layers=1, n_heads=2, impl="fused")
 profile_training_step(config, batch_size=2, steps=1)
 """
@@ -87,7 +87,7 @@ def test_filtered_stderr_keeps_real_native_messages(capfd):
     # (here os.write, as C++ would) still reaches stderr.
     import os
 
-    from tinyformer.profiling import native_stderr_filtered
+    from tinyformer.book.profiling import native_stderr_filtered
 
     with native_stderr_filtered():
         os.write(2, b"USDT:2026-12-04 14:19:38 1:1 SyncActivityProfilerHandler.cpp:52] profiler_start\n")

@@ -10,11 +10,10 @@
     initialization  init schemes (default, gpt2) and their measurements
     sampling    temperature, top-k, top-p, generate()
     data        corpora that work offline, and their splits
-    seq2seq     the encoder-decoder trained to reverse digit strings
-    mlm         BERT-style masked LM (encoder-only) and its causal baseline
-    plots       the book's figures
+    mlm         BERT-style masked LM (encoder-only): the masking rule, its loss, the model
 
-    book/       the book's machinery: claims, the running example, diagrams (never imported above)
+    book/       the book's kit: plots, diagrams, the running example, claims, small experiments
+                (reversal, masked LM vs causal, profiling); imports the library, never imported by it
     exercises/  the reader's exercise track: starters, checker, mistake detectors
 """
 

@@ -23,7 +23,7 @@ import math
 import os
 from pathlib import Path
 
-from .page import chapter_name, in_book_build
+from .build_env import chapter_name, in_book_build
 
 __all__ = ["ClaimFailed", "claim", "describe_figure", "CLAIMS_DIR_ENV"]
 

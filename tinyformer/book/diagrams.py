@@ -29,8 +29,10 @@ from torch import nn
 
 from ..attention import MultiHeadAttention
 from ..layers import FeedForward, SwiGLU
-from ..model import Decoder, Encoder, EncoderDecoder, TransformerConfig, TransformerLM
-from ..plots import BLUE, GREY, use_book_style
+from ..model import Decoder, Encoder, EncoderDecoder, TransformerConfig, TransformerLM, preset
+from .hooks import Call, CallRecorder
+from .plots import BLUE, GREY, use_book_style
+from .walkthrough import walkthrough, walkthrough_tokenizer
 
 __all__ = [
     "Call",
@@ -61,71 +63,21 @@ HIGHLIGHT_FILL, BOX_FILL, EDGE = "#dbe8fa", "#f7f7f7", "#333333"  # a tint of th
 # -- recording ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Call:
-    """One submodule call: its qualified name, the module, its tensor inputs and outputs."""
-
-    index: int
-    name: str
-    module: nn.Module
-    inputs: list[torch.Tensor]
-    outputs: list[torch.Tensor]
-
-    @property
-    def in_shape(self) -> tuple[int, ...]:
-        return tuple(self.inputs[0].shape)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return tuple(self.outputs[0].shape)
-
-
-def _tensors(obj) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj.detach()]
-    if isinstance(obj, (tuple, list)):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
-
-
 @torch.no_grad()
 def trace(model: nn.Module, *args, **kwargs) -> dict[str, list[Call]]:
-    """Run ``model(*args, **kwargs)`` once; return every submodule call by qualified name.
+    """Run ``model(*args, **kwargs)`` once in eval mode; return every submodule call by qualified name.
 
-    Calls are numbered in the order they *started* (a pre-hook), so a parent comes
-    before its children and siblings in the order the code ran them.
+    Calls are numbered in the order they *started*, so a parent comes before its children
+    and siblings in the order the code ran them (:class:`~tinyformer.book.hooks.CallRecorder`).
     """
-    calls: dict[str, list[Call]] = {}
-    started: dict[int, list[int]] = {}
-    counter = [0]
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-
-        def pre(mod, a, kw, name=name):
-            started.setdefault(id(mod), []).append(counter[0])
-            counter[0] += 1
-
-        def post(mod, a, kw, out, name=name):
-            index = started[id(mod)].pop()
-            calls.setdefault(name, []).append(Call(index, name, mod, _tensors(a) + _tensors(kw), _tensors(out)))
-
-        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(module.register_forward_hook(post, with_kwargs=True))
     was_training = model.training
     model.eval()
     try:
-        model(*args, **kwargs)
+        with CallRecorder(model) as recorder:
+            model(*args, **kwargs)
     finally:
-        for h in handles:
-            h.remove()
         model.train(was_training)
-    for name in calls:
-        calls[name].sort(key=lambda c: c.index)
-    return calls
+    return recorder.calls
 
 
 # -- the flow: what is drawn ---------------------------------------------------------------------------------------
@@ -337,8 +289,6 @@ def min_font_px(fig: plt.Figure, width_px: float = 390) -> float:
 def _default_lm(model, token_ids, norm_position=None):
     """The walkthrough's model and input unless given; ``norm_position`` rebuilds it with the other placement."""
     if model is None:
-        from .walkthrough import walkthrough
-
         w = walkthrough()
         model, token_ids = w.model, w.token_ids[None]
     if token_ids is None:
@@ -606,9 +556,6 @@ def heads_diagram(model=None, token_ids=None, *, layer: int = 0, highlight: str 
 
 def _default_encdec(model, src_ids, tgt_ids):
     if model is None:
-        from .walkthrough import walkthrough_tokenizer
-        from ..model import preset
-
         tok = walkthrough_tokenizer()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)

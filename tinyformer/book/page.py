@@ -14,23 +14,17 @@ or a local clone). Three things differ:
 
 from __future__ import annotations
 
-import os
+import hashlib
 import sys
 
+import torch
+
+from . import diagrams
+from .build_env import chapter_name, in_book_build
+from .claims import claim, describe_figure
+from .walkthrough import walkthrough
+
 __all__ = ["in_book_build", "chapter_name", "glue", "book_run"]
-
-BUILD_ENV = "TINYFORMER_BOOK_BUILD"
-CHAPTER_ENV = "TINYFORMER_CHAPTER"
-
-
-def in_book_build() -> bool:
-    """True inside ``jupyter-book build`` (set by _ext/tinyformer_book.py), False in a notebook."""
-    return os.environ.get(BUILD_ENV) == "1"
-
-
-def chapter_name() -> str | None:
-    """The chapter being executed by the build (its file name without ``.md``), else None."""
-    return os.environ.get(CHAPTER_ENV) or None
 
 
 def glue(name: str, value):
@@ -39,7 +33,7 @@ def glue(name: str, value):
     In the book the value appears in the sentence. In JupyterLab the role shows only its name,
     so there the value is also printed here, under that name, right after the cell that made it.
     """
-    from myst_nb import glue as myst_glue
+    from myst_nb import glue as myst_glue  # the book extra's, imported only when a value is glued
 
     myst_glue(name, value, display=False)
     if not in_book_build():
@@ -89,11 +83,6 @@ def where_we_are(chapter: str):
     8 characters. Its alt text and caption are written from the same records
     (:func:`tinyformer.book.claims.describe_figure`), for the figure named ``fig-where-<chapter>``.
     """
-    import torch
-
-    from . import diagrams
-    from .claims import describe_figure
-
     if chapter not in WHERE_WE_ARE:
         raise ValueError(f"no 'where we are' diagram for {chapter!r}; chapters: {sorted(WHERE_WE_ARE)}")
     kind, part, what, source = WHERE_WE_ARE[chapter]
@@ -114,8 +103,6 @@ def where_we_are(chapter: str):
 
 def tensor_fingerprint(tensor) -> str:
     """A short sha256 of a tensor's dtype, shape and bytes: equal fingerprints, equal tensors."""
-    import hashlib
-
     t = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode() + t.numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -128,9 +115,6 @@ def running_example(*names: str):
     fingerprint per step in the claim's values: ``tests/test_book.py`` checks that every page
     showing a step shows the same tensor.
     """
-    from .claims import claim
-    from .walkthrough import walkthrough
-
     w = walkthrough()
     w.show(*names)
     claim(f"the running example at {', '.join(names)} is the shared walkthrough's",

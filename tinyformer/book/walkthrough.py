@@ -39,6 +39,7 @@ from ..attention import causal_mask
 from ..layers import FeedForward, SwiGLU, gelu, relu, silu, softmax
 from ..model import TransformerConfig, TransformerLM, preset
 from ..tokenizer import CharTokenizer
+from .hooks import CallRecorder
 
 __all__ = [
     "KJV_TOP20_CHARS",
@@ -197,32 +198,6 @@ class Walkthrough(Mapping):
         return f"Walkthrough({len(self)} steps, text={self.text!r}, seed={self.seed})"
 
 
-class _Recorder:
-    """Forward hooks on every submodule: what each call received and returned, in call order."""
-
-    def __init__(self, model: nn.Module):
-        self.calls: dict[str, list[tuple[tuple, object]]] = {}
-        self._handles = [
-            module.register_forward_hook(self._hook(name)) for name, module in model.named_modules() if name
-        ]
-
-    def _hook(self, name: str):
-        def hook(module, args, output):
-            self.calls.setdefault(name, []).append((args, output))
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-    def output(self, name: str, call: int = 0):
-        return self.calls[name][call][1]
-
-    def input(self, name: str, call: int = 0) -> torch.Tensor:
-        return self.calls[name][call][0][0]
-
-
 _ACTIVATION_NAMES = {"relu": "ReLU", "gelu": "GELU"}
 
 
@@ -292,11 +267,8 @@ def walkthrough(
     model.eval()
 
     # The model's own forward pass, with every submodule's inputs and outputs recorded.
-    recorder = _Recorder(model)
-    try:
+    with CallRecorder(model) as recorder:
         real_logits = model(ids)
-    finally:
-        recorder.remove()
 
     steps: list[Step] = []
 

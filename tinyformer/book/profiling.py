@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import platform
 import re
@@ -14,6 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from ..attention import causal_mask, scaled_dot_product_attention
+from ..model import TransformerLM
+from ..training import clip_gradients, lm_loss, make_optimizer
 
 __all__ = [
     "time_call",
@@ -92,8 +99,6 @@ def run_isolated(func, *args):
     """``func(*args)`` in a fresh (spawned) Python process with the mmap threshold pinned,
     for memory measurements that earlier work in this process cannot distort. ``func`` must
     be importable (defined in a module, not in a notebook cell)."""
-    import multiprocessing
-
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(_pinned_call, (func, args))
 
@@ -101,10 +106,6 @@ def run_isolated(func, *args):
 def attention_peak_memory(lengths, batch: int, heads: int, d_head: int) -> tuple[list[float], list[float]]:
     """Extra peak MiB of one causal attention call, written out vs fused, for each length.
     Meant for run_isolated."""
-    import torch.nn.functional as F
-
-    from .attention import causal_mask, scaled_dot_product_attention
-
     naive, fused = [], []
     for T in lengths:
         q, k, v = (torch.randn(batch, heads, T, d_head) for _ in range(3))
@@ -206,11 +207,6 @@ def profile_training_step(config, batch_size: int = 12, steps: int = 3, impl: st
     ``by_op_family`` sums each aten op's *self* time, so the families add up to the time spent
     in aten ops (Python overhead between ops is the rest of ``total``).
     """
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    from .model import TransformerLM
-    from .training import clip_gradients, lm_loss, make_optimizer
-
     impl = impl or config.impl
     torch.manual_seed(seed)
     model = TransformerLM(config)

@@ -1,6 +1,6 @@
 import torch
 
-from tinyformer.seq2seq import BOS, greedy_decode, reversal_batch, sequence_accuracy, train_reversal
+from tinyformer.book.reversal import BOS, greedy_decode, reversal_batch, sequence_accuracy, train_reversal
 
 
 def test_reversal_batch_is_teacher_forced():

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from .model import ORIGINAL_ARCHITECTURE, EncoderDecoder, TransformerConfig
-from .training import AdamW, clip_grad_norm, cosine_lr_schedule, cross_entropy
+from ..model import ORIGINAL_ARCHITECTURE, EncoderDecoder, TransformerConfig
+from ..training import cross_entropy
+from .demo_training import train_steps
 
 __all__ = ["BOS", "reversal_batch", "train_reversal", "greedy_decode", "sequence_accuracy"]
 
@@ -36,28 +37,21 @@ def default_config(length: int) -> TransformerConfig:
 
 def train_reversal(length: int = 8, steps: int = 400, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                    config: TransformerConfig | None = None, progress: bool = False):
-    """Train an EncoderDecoder to reverse digit strings; returns ``(model, losses)``."""
+    """Train an EncoderDecoder to reverse digit strings; returns ``(model, losses)``.
+
+    The optimiser's settings are the paper's betas without weight decay; the loop (schedule,
+    clipping) is :func:`~tinyformer.book.demo_training.train_steps`.
+    """
     torch.manual_seed(seed)
     model = EncoderDecoder(config or default_config(length))
-    optimizer = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     g = torch.Generator().manual_seed(seed)
-    losses = []
-    iterator = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, desc="encoder-decoder", unit="step")
-    for step in iterator:
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr_schedule(step, lr, lr / 10, steps // 10, steps)
+    def batches(step):
         src, decoder_in, target = reversal_batch(batch_size, length, g)
-        loss = cross_entropy(model(src, decoder_in), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip_grad_norm(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
+        return (src, decoder_in), target
+
+    losses = train_steps(model, batches, cross_entropy, steps, lr, betas=(0.9, 0.98), weight_decay=0.0,
+                         desc="encoder-decoder", progress=progress)
     return model, losses
 
 
