@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -76,15 +75,17 @@ def chapter_names(toc: Path = ROOT / "_toc.yml", book: Path = ROOT / "book") -> 
             and (Path(book) / f"{f}.md").read_text(encoding="utf-8").startswith("---\njupytext:")]
 
 
-def _load_package_hash():
-    """tinyformer/_hash.py, loaded by path: importing the package would import torch."""
-    spec = importlib.util.spec_from_file_location("_tinyformer_hash", ROOT / "tinyformer" / "_hash.py")
+def _load_files_module():
+    """tinyformer/files.py (the package's one hasher, standard library only), loaded by path:
+    importing the package would import torch."""
+    spec = importlib.util.spec_from_file_location("_tinyformer_files", ROOT / "tinyformer" / "files.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.package_hash
+    return module
 
 
-package_hash = _load_package_hash()
+_files = _load_files_module()
+package_hash, sha256_file = _files.package_hash, _files.sha256_file
 RESULTS_DIR = ROOT / "benchmarks" / "results"  # read by the "Making it fast" chapter
 
 
@@ -98,9 +99,7 @@ def execution_key() -> str:
 def _rendering_hash() -> str:
     """The package plus this extension (and CITATION.cff, which every chapter quotes): an edit
     to any must re-render every page."""
-    import hashlib
-
-    cff = hashlib.sha256(CITATION.read_bytes()).hexdigest()[:8] if CITATION.exists() else "none"
+    cff = sha256_file(CITATION)[:8] if CITATION.exists() else "none"
     return execution_key() + package_hash(Path(__file__).resolve().parent) + cff
 
 
@@ -352,7 +351,7 @@ def _export_playground(app, exception):
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             model = out / meta["model"]
             if (meta.get("package_hash") == package_hash() and model.exists()
-                    and hashlib.sha256(model.read_bytes()).hexdigest() == meta.get("model_sha256")):
+                    and sha256_file(model) == meta.get("model_sha256")):
                 return
         except (ValueError, KeyError, OSError):
             pass  # unreadable: export again

@@ -24,15 +24,10 @@ import tinyformer.train as train_module
 from tinyformer.distributed import DistributedError, World, world_from_env
 from tinyformer.model import TransformerLM, preset
 from tinyformer.train import ConfigError, TrainConfig, TrainingInterrupted, main, prepare_data, train
-from tinyformer.training import (
-    clip_grad_norm,
-    cosine_lr_schedule,
-    cross_entropy,
-    get_batch,
-    load_checkpoint,
-    make_optimizer,
-    random_starts,
-)
+from tinyformer.batches import get_batch, random_starts
+from tinyformer.checkpoints import load_checkpoint
+from tinyformer.losses import cross_entropy
+from tinyformer.optim import clip_grad_norm, cosine_lr_schedule, make_optimizer
 
 TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void. " * 60)
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 16}

@@ -93,7 +93,8 @@ from tinyformer.train import (  # noqa: E402
     _finite_or_none,
     smoke_scaled,
 )
-from tinyformer.training import CheckpointError, cosine_lr_schedule, load_checkpoint, save_checkpoint  # noqa: E402
+from tinyformer.checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from tinyformer.optim import cosine_lr_schedule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

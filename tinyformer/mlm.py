@@ -25,7 +25,9 @@ from torch import nn
 from .layers import Linear
 from .model import Encoder, TransformerConfig, TransformerLM
 from .tokenizer import CharTokenizer
-from .training import AdamW, clip_grad_norm, cosine_lr_schedule, cross_entropy, get_batch
+from .batches import get_batch
+from .losses import cross_entropy
+from .optim import AdamW, clip_grad_norm, cosine_lr_schedule
 
 __all__ = [
     "IGNORE_INDEX",

@@ -209,7 +209,8 @@ def profile_training_step(config, batch_size: int = 12, steps: int = 3, impl: st
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from .model import TransformerLM
-    from .training import clip_gradients, lm_loss, make_optimizer
+    from .losses import lm_loss
+    from .optim import clip_gradients, make_optimizer
 
     impl = impl or config.impl
     torch.manual_seed(seed)

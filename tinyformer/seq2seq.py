@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from .model import ORIGINAL_ARCHITECTURE, EncoderDecoder, TransformerConfig
-from .training import AdamW, clip_grad_norm, cosine_lr_schedule, cross_entropy
+from .losses import cross_entropy
+from .optim import AdamW, clip_grad_norm, cosine_lr_schedule
 
 __all__ = ["BOS", "reversal_batch", "train_reversal", "greedy_decode", "sequence_accuracy"]
 

@@ -73,26 +73,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._hash import library_hash, package_hash
+from .files import library_hash, package_hash
 from .data import Corpus, default_cache_dir, load_corpus, train_val_split
 from .model import PRESETS, TransformerConfig, TransformerLM, count_parameters, preset
 from .tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
-from .training import (
-    AdamW,
-    CheckpointError,
-    atomic_write_bytes,
-    clip_grad_norm,
-    config_differences,
-    cosine_lr_schedule,
-    cross_entropy,
-    load_checkpoint,
-    random_starts,
-    remove_stale_temp_files,
-    restore_checkpoint,
-    make_optimizer,
-    save_checkpoint,
-    windows,
-)
+from .batches import random_starts, windows
+from .checkpoints import CheckpointError, config_differences, load_checkpoint, restore_checkpoint, save_checkpoint
+from .files import atomic_write_bytes, remove_stale_temp_files
+from .losses import cross_entropy
+from .optim import AdamW, clip_grad_norm, cosine_lr_schedule, make_optimizer
 from .distributed import DistributedError, World, process_group, sync_gradients, world_from_env, wrap_model
 
 __all__ = [
