@@ -32,8 +32,9 @@ __all__ = [
 
 PACKAGE = Path(__file__).resolve().parent
 
-# Subpackages that show or exercise the model but never change what training computes.
-NOT_LIBRARY = ("book", "exercises")
+# Subpackages that show or exercise the model but never change what training computes, and the
+# run configurations (data: a cached run is keyed on its own config's content).
+NOT_LIBRARY = ("book", "exercises", "configs")
 
 
 # ------------------------------------------------------------------ atomic writes
