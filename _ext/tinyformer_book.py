@@ -25,7 +25,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import ast
 import importlib.util
 import json
 import os
@@ -57,15 +57,17 @@ PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's s
 CITATION = ROOT / "CITATION.cff"
 
 
-def _load_package_hash():
-    """tinyformer/_hash.py, loaded by path: importing the package would import torch."""
-    spec = importlib.util.spec_from_file_location("_tinyformer_hash", ROOT / "tinyformer" / "_hash.py")
+def _load_files_module():
+    """tinyformer/files.py (the package's one hasher, standard library only), loaded by path:
+    importing the package would import torch."""
+    spec = importlib.util.spec_from_file_location("_tinyformer_files", ROOT / "tinyformer" / "files.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.package_hash
+    return module
 
 
-package_hash = _load_package_hash()
+_files = _load_files_module()
+package_hash, sha256_file = _files.package_hash, _files.sha256_file
 RESULTS_DIR = ROOT / "benchmarks" / "results"  # read by the "Making it fast" chapter
 
 
@@ -79,9 +81,7 @@ def execution_key() -> str:
 def _rendering_hash() -> str:
     """The package plus this extension (and CITATION.cff, which every chapter quotes): an edit
     to any must re-render every page."""
-    import hashlib
-
-    cff = hashlib.sha256(CITATION.read_bytes()).hexdigest()[:8] if CITATION.exists() else "none"
+    cff = sha256_file(CITATION)[:8] if CITATION.exists() else "none"
     return execution_key() + package_hash(Path(__file__).resolve().parent) + cff
 
 
@@ -298,7 +298,17 @@ def _accessible_citations(app, pagename, templatename, context, doctree):
         context["body"] = context["body"].replace('role="doc-biblioentry"', 'role="listitem"')
 
 
-RUN_CHAPTERS = ("inside", "sampling", "training")  # = tinyformer.book.runs.RUN_CHAPTERS (a test checks)
+def _run_chapters(runs_module: Path = ROOT / "tinyformer" / "book" / "runs.py") -> tuple[str, ...]:
+    """``RUN_CHAPTERS`` as tinyformer/book/runs.py defines it, read from its source (importing
+    it would import torch): the one list of the chapters that load the book's runs."""
+    tree = ast.parse(runs_module.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RUN_CHAPTERS" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise ExtensionError(f"{runs_module} defines no RUN_CHAPTERS: the build cannot tell which chapters load the runs")
+
+
+RUN_CHAPTERS = _run_chapters()
 
 
 def _prepare_runs(app, env, docnames):
@@ -333,7 +343,7 @@ def _export_playground(app, exception):
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             model = out / meta["model"]
             if (meta.get("package_hash") == package_hash() and model.exists()
-                    and hashlib.sha256(model.read_bytes()).hexdigest() == meta.get("model_sha256")):
+                    and sha256_file(model) == meta.get("model_sha256")):
                 return
         except (ValueError, KeyError, OSError):
             pass  # unreadable: export again

@@ -36,7 +36,7 @@ import torch
 from _common import ROOT, print_table, write_json
 
 import tinyformer as tf
-from tinyformer.train import BOOK_RUN
+from tinyformer.book.runs import BOOK_RUN
 
 SETUPS = {  # name: (processes, threads per process)
     "1 process, 1 thread": (1, 1),
@@ -47,7 +47,6 @@ SETUPS = {  # name: (processes, threads per process)
 
 def train_once(processes: int, threads: int, config: Path, out: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-    env.pop("TINYFORMER_SMOKE", None)
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]

@@ -33,7 +33,7 @@ from bench_training import TorchReferenceLM
 import tinyformer as tf
 from tinyformer.data import load_corpus, train_val_split
 from tinyformer.book.profiling import peak_memory_mib, run_isolated
-from tinyformer.training import clip_gradients, cosine_lr_schedule, get_batch, lm_loss, make_optimizer
+from tinyformer import clip_gradients, cosine_lr_schedule, get_batch, lm_loss, make_optimizer
 
 RECIPE = dict(n_layers=4, n_heads=4, d_model=128, context_length=64, batch_size=12, steps=2000, lr=1e-3, min_lr=1e-4,
               warmup=100, betas=(0.9, 0.99), weight_decay=0.1, grad_clip=1.0, val_fraction=0.1, eval_batches=200)

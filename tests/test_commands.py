@@ -4,8 +4,10 @@ The shell commands shown in README.md and in the book's chapters (```bash, ```co
 blocks, and ``!python ...`` lines in code cells) that train, benchmark or call tasks.py are read
 from the files themselves, so an edit to the docs is what gets tested. Each file's commands run
 in order (a "continue it" follows the run it continues) in a scratch copy of the repository,
-scaled down by ``TINYFORMER_SMOKE=1`` (training steps divided by 64) or, for benchmarks, by
-extra size arguments, and must exit 0.
+scaled down and must exit 0: a training command's ``--config`` is replaced by a scaled copy and
+its step, batch and evaluation flags are scaled (:func:`scale_down`, with the book kit's
+``smoke_scaled``: steps divided by 64), ``python -m tinyformer.book.runs`` gets ``--smoke``, and
+benchmarks get extra size arguments.
 
 Commands that need a CUDA GPU are checked for valid arguments only (``--check-config``) and
 skipped for running on a machine without one. ``torchrun`` commands run as ``python -m
@@ -17,6 +19,7 @@ test_publish.py and CI itself; ``publish``'s refusal of a local origin is tested
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -27,6 +30,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tinyformer.book.runs import smoke_scaled
+from tinyformer.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]
@@ -109,7 +115,7 @@ def prepare(command: str, scratch: Path) -> tuple[list[str] | None, str]:
             return ([sys.executable, *training, "--check-config"],
                     f"arguments checked (--check-config, one process); training needs {processes} CUDA GPUs")
         # torchrun is `python -m torch.distributed.run` (the scratch copy has no .venv/bin/torchrun).
-        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]], "run under torchrun (TINYFORMER_SMOKE=1)"
+        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]], "run under torchrun (scaled down)"
     if argv[0].endswith(("python", "python3")) or argv[0].startswith(".venv/"):
         argv[0] = sys.executable
     if "tasks.py" in command:
@@ -126,14 +132,54 @@ def prepare(command: str, scratch: Path) -> tuple[list[str] | None, str]:
         return argv + BENCH_SMALL.get(bench, []), "run (small sizes)"
     if needs_gpu(argv, scratch) and not torch.cuda.is_available():
         return argv + ["--check-config"], "arguments checked (--check-config); training needs a CUDA GPU"
-    return argv, "run (TINYFORMER_SMOKE=1)"
+    return argv, "run (scaled down)"
+
+
+def scale_down(argv: list[str], scratch: Path) -> list[str]:
+    """The same command in seconds. For ``-m tinyformer.train``: its ``--config`` file (or, for a new
+    run without one, the default TrainConfig) replaced by a scaled copy in ``scratch/smoke-configs``,
+    and each TrainConfig flag's value scaled; a resume without ``--config`` reads its config from
+    the checkpoint, which a scaled run wrote. For ``-m tinyformer.book.runs``: ``--smoke``."""
+    if "tinyformer.book.runs" in argv:
+        return [*argv, "--smoke"]
+    if "tinyformer.train" not in argv:
+        return argv
+    start = argv.index("tinyformer.train") + 1
+    launcher, args = argv[:start], argv[start:]
+    fields = TrainConfig.__dataclass_fields__
+    scaled = []
+    for i, arg in enumerate(args):
+        name = arg.split("=", 1)[0]
+        field = name[2:].replace("-", "_") if name.startswith("--") else None
+        value = arg.split("=", 1)[1] if "=" in arg else None
+        if value is None and i > 0 and args[i - 1].startswith("--") and "=" not in args[i - 1]:
+            previous = args[i - 1][2:].replace("-", "_")
+            if previous in fields and fields[previous].type == "int":
+                arg = str(smoke_scaled({previous: int(arg)})[previous])
+        elif value is not None and field in fields and fields[field].type == "int":
+            arg = f"{name}={smoke_scaled({field: int(value)})[field]}"
+        scaled.append(arg)
+    args = scaled
+    folder = scratch / "smoke-configs"
+    folder.mkdir(exist_ok=True)
+    if "--config" in args:
+        i = args.index("--config") + 1
+        base = json.loads((scratch / args[i]).read_text(encoding="utf-8"))
+        args[i] = str(folder / Path(args[i]).name)
+    elif "--resume" not in args:
+        base = TrainConfig().to_dict()
+        args = ["--config", str(folder / "defaults.json"), *args]
+    else:
+        return launcher + args
+    Path(args[args.index("--config") + 1]).write_text(json.dumps(smoke_scaled(base)), encoding="utf-8")
+    return launcher + args
 
 
 def scratch_copy(tmp_path: Path) -> Path:
     scratch = tmp_path / "repo"
     ignore = shutil.ignore_patterns(".git", ".venv", "_build", "runs", "__pycache__", "node_modules", ".node",
                                     "artifacts", "*.pt")
-    for name in ("tinyformer", "configs", "benchmarks", "tests/data"):
+    for name in ("tinyformer", "benchmarks", "tests/data"):
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, scratch / name, ignore=ignore)
     for name in ("tasks.py", "pyproject.toml", "constraints.txt", "_toc.yml"):
@@ -143,7 +189,7 @@ def scratch_copy(tmp_path: Path) -> Path:
 
 def test_the_docs_show_the_commands_this_file_runs():
     readme = extract_commands(ROOT / "README.md")
-    assert any("--config configs/book.json" in c for c in readme), readme
+    assert any("--config tinyformer/configs/book.json" in c for c in readme), readme
     assert any("--resume" in c and "--max-steps" in c for c in readme), readme
     assert any("bench_training.py" in c for c in readme), readme
     assert any(c.startswith(".venv/bin/torchrun --standalone --nproc_per_node=2 -m tinyformer.train") for c in readme)
@@ -169,8 +215,7 @@ def test_extraction_reads_console_continuations_comments_and_bang_lines(tmp_path
 @pytest.mark.parametrize("doc", [p for p in DOC_FILES if extract_commands(p)], ids=lambda p: p.name)
 def test_documented_commands_exit_0(doc, tmp_path):
     scratch = scratch_copy(tmp_path)
-    env = {**os.environ, "TINYFORMER_SMOKE": "1", "TINYFORMER_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": str(scratch)}
+    env = {**os.environ, "TINYFORMER_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(scratch)}
     env.pop("TINYFORMER_DEBUG", None)
     report = []
     for command in extract_commands(doc):
@@ -178,6 +223,7 @@ def test_documented_commands_exit_0(doc, tmp_path):
         report.append(f"{command}\n    -> {action}")
         if argv is None:
             continue
+        argv = scale_down(argv, scratch)
         proc = subprocess.run(argv, cwd=scratch, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, f"{doc.name}: `{command}` exited {proc.returncode}\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr
@@ -245,3 +291,20 @@ def test_publish_target_names_where_it_pushes(tmp_path, monkeypatch):
         monkeypatch.delenv(key)
     assert tasks.publish_target(None) == ("origin", "https://github.com/owner/tinyformer.git")
     assert tasks.publish_target(str(tmp_path / "site.git")) == (str(tmp_path / "site.git"), str(tmp_path / "site.git"))
+
+
+def test_scale_down_scales_configs_and_flags_and_keeps_the_rest(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "run.json").write_text(json.dumps({"max_steps": 640, "eval_interval": 50, "lr": 0.001}))
+    argv = scale_down([sys.executable, "-m", "tinyformer.train", "--config", "configs/run.json", "--out", "runs/x",
+                       "--max-steps", "540", "--warmup-steps=64", "--lr", "0.002"], tmp_path)
+    written = tmp_path / "smoke-configs" / "run.json"
+    assert argv == [sys.executable, "-m", "tinyformer.train", "--config", str(written), "--out", "runs/x",
+                    "--max-steps", "9", "--warmup-steps=1", "--lr", "0.002"]
+    assert json.loads(written.read_text()) == {"max_steps": 10, "eval_interval": 1, "lr": 0.001}
+    resume = scale_down(["python", "-m", "tinyformer.train", "--out", "runs/x", "--resume", "--max-steps", "640"], tmp_path)
+    assert resume == ["python", "-m", "tinyformer.train", "--out", "runs/x", "--resume", "--max-steps", "10"]
+    new = scale_down(["python", "-m", "tinyformer.train", "--out", "runs/y"], tmp_path)
+    assert new[3:5] == ["--config", str(tmp_path / "smoke-configs" / "defaults.json")]
+    assert TrainConfig.from_dict(json.loads((tmp_path / "smoke-configs" / "defaults.json").read_text())).max_steps == 8
+    assert scale_down(["python", "-m", "tinyformer.book.runs"], tmp_path)[-1] == "--smoke"

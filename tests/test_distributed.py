@@ -20,19 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-import tinyformer.train as train_module
+import tinyformer.train.loop as loop
+import tinyformer.train.run_folder as run_folder
 from tinyformer.distributed import DistributedError, World, world_from_env
 from tinyformer.model import TransformerLM, preset
 from tinyformer.train import ConfigError, TrainConfig, TrainingInterrupted, main, prepare_data, train
-from tinyformer.training import (
-    clip_grad_norm,
-    cosine_lr_schedule,
-    cross_entropy,
-    get_batch,
-    load_checkpoint,
-    make_optimizer,
-    random_starts,
-)
+from tinyformer.batches import get_batch, random_starts
+from tinyformer.checkpoints import load_checkpoint
+from tinyformer.losses import cross_entropy
+from tinyformer.optim import clip_grad_norm, cosine_lr_schedule, make_optimizer
 
 TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void. " * 60)
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 16}
@@ -105,13 +101,13 @@ def run_ranks(job, folder: Path, size: int = 2, wait_for: tuple[int, ...] | None
 def _record_batches(patch=setattr) -> list[list[int]]:
     """Record the window starts of every batch piece this process reads (training and evaluation).
     ``patch``: how to replace the function (a MonkeyPatch's setattr, to restore it afterwards)."""
-    calls, original = [], train_module.windows
+    calls, original = [], loop.windows
 
     def recording(tokens, starts, context_length, device="cpu"):
         calls.append(starts.tolist())
         return original(tokens, starts, context_length, device)
 
-    patch(train_module, "windows", recording)
+    patch(loop, "windows", recording)
     return calls
 
 
@@ -119,27 +115,27 @@ def _record_grad_norms(patch=setattr) -> list[float]:
     """Record each step's gradient norm before clipping. AdamW hardly notices a gradient scaled by
     a constant (it divides by the gradient's own size), so the weights alone could hide a wrong
     loss scale in accumulation or averaging; the norm cannot."""
-    norms, original = [], train_module.clip_grad_norm
+    norms, original = [], loop.clip_grad_norm
 
     def recording(parameters, max_norm):
         norm = original(parameters, max_norm)
         norms.append(norm.item())
         return norm
 
-    patch(train_module, "clip_grad_norm", recording)
+    patch(loop, "clip_grad_norm", recording)
     return norms
 
 
 def _record_writes() -> list[str]:
     writes = []
-    for name in ("save_checkpoint", "atomic_write_bytes", "_write_log"):
-        original = getattr(train_module, name)
+    for module, name in ((loop, "save_checkpoint"), (loop, "write_log"), (run_folder, "atomic_write_bytes")):
+        original = getattr(module, name)
 
         def recording(*args, _original=original, _name=name, **kwargs):
             writes.append(_name)
             return _original(*args, **kwargs)
 
-        setattr(train_module, name, recording)
+        setattr(module, name, recording)
     return writes
 
 
@@ -147,7 +143,7 @@ def _job_train(rank: int, cfg: dict, out: str, resume: bool = False, stop_after:
                ctrl_c_rank_1_at: int | None = None) -> dict:
     batches, writes, norms = _record_batches(), _record_writes(), _record_grad_norms()
     if ctrl_c_rank_1_at is not None and rank == 1:
-        schedule = train_module.cosine_lr_schedule
+        schedule = loop.cosine_lr_schedule
 
         def ctrl_c_at_step(it, *args):  # called at the start of step it + 1
             if it + 1 == ctrl_c_rank_1_at:
@@ -156,19 +152,19 @@ def _job_train(rank: int, cfg: dict, out: str, resume: bool = False, stop_after:
                 os.kill(os.getpid(), signal.SIGINT)
             return schedule(it, *args)
 
-        train_module.cosine_lr_schedule = ctrl_c_at_step
+        loop.cosine_lr_schedule = ctrl_c_at_step
     try:
         result = train(TrainConfig.from_dict(cfg), out_dir=out, resume=resume, progress=False, stop_after=stop_after)
     except TrainingInterrupted as exc:
         return {"interrupted_at": exc.step, "signum": exc.signum, "batches": batches, "writes": writes, "norms": norms}
-    return {"batches": batches, "writes": writes, "norms": norms, "log": result["log"],
-            "state": {k: v.clone() for k, v in result["model"].state_dict().items()}}
+    return {"batches": batches, "writes": writes, "norms": norms, "log": result.log,
+            "state": {k: v.clone() for k, v in result.model.state_dict().items()}}
 
 
 def _job_fail_rank_1(rank: int, cfg: dict, out: str, how: str, at_step: int) -> dict:
     """Rank 1 dies (os._exit) or hangs (sleeps) at the start of ``at_step``; rank 0 reports how
     long it took from the start of that step to its error."""
-    schedule = train_module.cosine_lr_schedule
+    schedule = loop.cosine_lr_schedule
     started = {}
 
     def failing(it, *args):
@@ -180,7 +176,7 @@ def _job_fail_rank_1(rank: int, cfg: dict, out: str, how: str, at_step: int) -> 
                 time.sleep(RANK_TIMEOUT)
         return schedule(it, *args)
 
-    train_module.cosine_lr_schedule = failing
+    loop.cosine_lr_schedule = failing
     try:
         train(TrainConfig.from_dict(cfg), out_dir=out, progress=False)
     except DistributedError as exc:
@@ -227,9 +223,9 @@ def test_one_process_trains_bit_for_bit_as_the_plain_loop(corpus, monkeypatch, l
     data = prepare_data(cfg)
     expected_model, expected_losses, expected_val = plain_loop(cfg, data)
     result = train(cfg, progress=False, data=data)
-    assert result["log"]["train_loss"] == expected_losses
-    assert result["log"]["val_loss"] == expected_val
-    for (name, a), b in zip(expected_model.state_dict().items(), result["model"].state_dict().values()):
+    assert result.log["train_loss"] == expected_losses
+    assert result.log["val_loss"] == expected_val
+    for (name, a), b in zip(expected_model.state_dict().items(), result.model.state_dict().values()):
         assert torch.equal(a, b), name
 
 
@@ -243,9 +239,9 @@ def test_gradient_accumulation_takes_the_large_batch_step(corpus, monkeypatch):
     batches = _record_batches(monkeypatch.setattr)
     accumulated = train(config(corpus, grad_accum_steps=4), progress=False, data=data)
     assert norms == pytest.approx(large_norms, rel=1e-5)  # the same gradient, not 4x (or 1/4) of it
-    assert max_difference(large["model"].state_dict(), accumulated["model"].state_dict()) < 1e-5
-    assert accumulated["log"]["train_loss"] == pytest.approx(large["log"]["train_loss"], abs=1e-5)
-    assert accumulated["log"]["val_loss"] == pytest.approx(large["log"]["val_loss"], abs=1e-5)
+    assert max_difference(large.model.state_dict(), accumulated.model.state_dict()) < 1e-5
+    assert accumulated.log["train_loss"] == pytest.approx(large.log["train_loss"], abs=1e-5)
+    assert accumulated.log["val_loss"] == pytest.approx(large.log["val_loss"], abs=1e-5)
     assert {len(b) for b in batches} == {2}  # 4 micro-batches of 2 windows ...
     first = random_starts(len(data[2]), 8, TINY["context_length"], torch.Generator().manual_seed(cfg.seed))
     assert batches[0] + batches[1] + batches[2] + batches[3] == first.tolist()  # ... together step 1's batch
@@ -329,17 +325,17 @@ def test_a_two_process_checkpoint_continues_in_one_process_and_back(chain):
     reference = chain["reference"]
     # 2 ranks (steps 1-4), one process (5-6), 2 ranks with accumulation 2 (7), one process (8): the
     # examples and the weights of one uninterrupted process.
-    assert chain["one"]["log"]["step"] == list(range(1, 7))
+    assert chain["one"].log["step"] == list(range(1, 7))
     rank0, rank1 = (r["value"] for r in chain["two_accum"])
     assert {len(b) for b in rank0["batches"]} == {2}  # 2 micro-batches of 2 windows per rank
     steps_5_to_7 = chain["calls_5_6"][:2] + per_batch([rank0["batches"], rank1["batches"]], accum=2)
     assert steps_5_to_7 == reference["calls_5_to_8"][:3]
     assert chain["norms_5_6"] + rank0["norms"] == pytest.approx(reference["norms"][4:7], rel=1e-5)
     final = chain["final"]
-    assert final["log"]["step"] == list(range(1, 9))
-    assert max_difference(final["model"].state_dict(), reference["final"]["model"].state_dict()) < 1e-5
-    assert final["log"]["train_loss"] == pytest.approx(reference["final"]["log"]["train_loss"], abs=1e-5)
-    assert final["log"]["val_loss"] == pytest.approx(reference["final"]["log"]["val_loss"], abs=1e-5)
+    assert final.log["step"] == list(range(1, 9))
+    assert max_difference(final.model.state_dict(), reference["final"].model.state_dict()) < 1e-5
+    assert final.log["train_loss"] == pytest.approx(reference["final"].log["train_loss"], abs=1e-5)
+    assert final.log["val_loss"] == pytest.approx(reference["final"].log["val_loss"], abs=1e-5)
 
 
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(chain):

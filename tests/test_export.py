@@ -14,7 +14,9 @@ import torch
 
 from tinyformer.book.export import FORMAT, ModelWithAttention, export_onnx, export_playground, seed_prompt
 from tinyformer.model import TransformerLM, preset
+from tinyformer.data import Corpus
 from tinyformer.tokenizer import CharTokenizer, load_tokenizer
+from tinyformer.train import RunResult, TrainConfig
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -27,7 +29,12 @@ def exported(tmp_path_factory):
     tokenizer = CharTokenizer.from_text(TEXT)
     model = TransformerLM(preset("book-small", vocab_size=tokenizer.vocab_size)).eval()
     tokens = np.asarray(tokenizer.encode(TEXT), dtype=np.int32)
-    run = {"model": model, "tokenizer": tokenizer, "val_tokens": tokens, "steps": 0, "final_val_loss": float("nan")}
+    # An untrained run: no evaluation yet, so its final validation loss is NaN (written as null).
+    run = RunResult(model=model, tokenizer=tokenizer, corpus=Corpus("text", TEXT, "this test", "public domain"),
+                    train_tokens=tokens, val_tokens=tokens, log={"step": [], "lr": [], "train_loss": [], "val_step": [],
+                                                                 "val_loss": []},
+                    config=TrainConfig(), steps=0, seconds=0.0, tokens_per_second=float("nan"),
+                    parameters=sum(p.numel() for p in model.parameters()))
     out = tmp_path_factory.mktemp("playground")
     meta = export_playground(run, out)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])

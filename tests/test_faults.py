@@ -29,7 +29,7 @@ import torch
 
 from tinyformer.tokenizer import load_tokenizer
 from tinyformer.train import TrainConfig, main, train
-from tinyformer.training import load_checkpoint, save_checkpoint
+from tinyformer.checkpoints import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261128

@@ -126,9 +126,9 @@ def test_preset_parameter_counts_match_the_formula(name):
     assert count_parameters(TransformerLM(config)) == _count_by_formula(config)
 
 
-def test_seed003_presets_have_the_advertised_sizes():
-    full = count_parameters(TransformerLM(preset("seed003-25m")))
-    toy = count_parameters(TransformerLM(preset("seed003-toy")))
+def test_base_25m_and_original_toy_presets_have_the_advertised_sizes():
+    full = count_parameters(TransformerLM(preset("base-25m")))
+    toy = count_parameters(TransformerLM(preset("original-toy")))
     assert full == 25_205_760  # 6 x 3,152,384 per layer + 2 x 6144 x 512 embeddings/head
     assert 240_000 <= toy <= 260_000
     walkthrough = preset("walkthrough")

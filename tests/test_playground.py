@@ -77,10 +77,10 @@ def site():
 @pytest.fixture(scope="module")
 def book_model():
     """The cached BOOK_RUN the chapters (and the export) use."""
-    from tinyformer.train import BOOK_RUN, load_or_train
+    from tinyformer.book.runs import BOOK_RUN, load_or_train
 
     run = load_or_train(BOOK_RUN, progress=False)
-    return run["model"].eval(), run["tokenizer"]
+    return run.model.eval(), run.tokenizer
 
 
 @pytest.fixture(scope="module")

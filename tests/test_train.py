@@ -2,11 +2,10 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from tinyformer.train import TrainConfig, load_or_train, main, ngram_baselines, prepare_data, train
+from tinyformer.train import RunResult, TrainConfig, main, prepare_data, train
 
 TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void. " * 60)
 
@@ -23,7 +22,9 @@ def cfg(tmp_path):
 
 def test_training_lowers_the_loss_and_writes_its_outputs(cfg, tmp_path):
     result = train(cfg, out_dir=tmp_path / "run", progress=False)
-    log = result["log"]
+    assert isinstance(result, RunResult) and result.config == cfg and result.steps == 24
+    assert (result.rank, result.world_size, result.parameters) == (0, 1, sum(p.numel() for p in result.model.parameters()))
+    log = result.log
     assert log["val_step"] == [8, 16, 24] and len(log["train_loss"]) == 24
     assert log["train_loss"][-1] < log["train_loss"][0]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "log.csv", "result.json", "tokenizer.json"]
@@ -37,9 +38,9 @@ def test_resume_continues_the_same_loss_trajectory_bit_for_bit(cfg, tmp_path):
     full = train(cfg, out_dir=tmp_path / "full", progress=False, data=data)
     train(cfg, out_dir=tmp_path / "split", progress=False, data=data, stop_after=10)
     resumed = train(cfg, out_dir=tmp_path / "split", progress=False, data=data, resume=True)
-    assert resumed["log"]["train_loss"] == full["log"]["train_loss"]
-    assert resumed["log"]["val_loss"] == full["log"]["val_loss"]
-    for a, b in zip(full["model"].state_dict().values(), resumed["model"].state_dict().values()):
+    assert resumed.log["train_loss"] == full.log["train_loss"]
+    assert resumed.log["val_loss"] == full.log["val_loss"]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
 
 
@@ -50,25 +51,6 @@ def test_resume_refuses_a_different_config(cfg, tmp_path):
         train(cfg, out_dir=tmp_path / "run", progress=False, resume=True)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(cfg, out_dir=tmp_path / "empty", progress=False, resume=True)
-
-
-def test_ngram_baselines_hand_computed():
-    # train "abab...": after a always b, after b always a. alpha -> 0 makes the bigram exact.
-    train_tokens = np.array([0, 1] * 50)
-    val_tokens = np.array([0, 1, 0, 1])
-    result = ngram_baselines(train_tokens, val_tokens, vocab_size=2, alpha=1e-9)
-    assert result["unigram"] == pytest.approx(np.log(2), abs=1e-6)
-    assert result["bigram"] == pytest.approx(0.0, abs=1e-6)
-
-
-def test_load_or_train_caches_the_run(cfg, tmp_path, monkeypatch):
-    monkeypatch.setenv("TINYFORMER_CACHE", str(tmp_path / "cache"))
-    first = load_or_train(cfg, progress=False)
-    second = load_or_train(cfg, progress=False)
-    assert second["final_val_loss"] == first["final_val_loss"]
-    ids = torch.randint(0, first["tokenizer"].vocab_size, (1, 8))
-    assert torch.equal(first["model"](ids), second["model"](ids))
-    assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
 def test_command_line(cfg, tmp_path, capsys):
@@ -85,15 +67,10 @@ def test_command_line(cfg, tmp_path, capsys):
 from pathlib import Path  # noqa: E402
 
 from tinyformer.model import TransformerConfig, TransformerLM  # noqa: E402
-from tinyformer.train import (  # noqa: E402
-    BOOK_RUN,
-    SEED003_GPU_RUN,
-    ConfigError,
-    ResumeError,
-    _finite_or_none,
-    smoke_scaled,
-)
-from tinyformer.training import CheckpointError, cosine_lr_schedule, load_checkpoint, save_checkpoint  # noqa: E402
+from tinyformer.train import ConfigError, ResumeError  # noqa: E402
+from tinyformer.train.run_folder import finite_or_none  # noqa: E402
+from tinyformer.checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from tinyformer.optim import cosine_lr_schedule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,16 +122,11 @@ def test_corpus_must_be_a_file(tmp_path):
 
 
 def test_the_first_step_trains_with_a_positive_lr(cfg):
-    log = train(small(cfg), progress=False)["log"]
+    log = train(small(cfg), progress=False).log
     # warmup 2: steps 1 and 2 use lr * 1/3 and lr * 2/3, step 3 the peak; step 6 (it = 5) is 3/4 of
     # the way down the cosine from 3e-3 to 3e-4: 3e-4 + (1 + cos(3 pi / 4)) / 2 * 2.7e-3 = 6.954e-4
     assert log["lr"][:3] == pytest.approx([3e-3 / 3, 3e-3 * 2 / 3, 3e-3])
     assert log["lr"][-1] == pytest.approx(6.954058e-4)
-
-
-def test_book_command_config_is_exactly_book_run():
-    assert TrainConfig.from_dict(json.loads((ROOT / "configs" / "book.json").read_text())) == BOOK_RUN
-    assert TrainConfig.from_dict(json.loads((ROOT / "configs" / "seed003_gpu.json").read_text())) == SEED003_GPU_RUN
 
 
 def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(cfg, tmp_path):
@@ -166,7 +138,7 @@ def test_out_holding_a_run_is_refused_unless_resume_or_overwrite(cfg, tmp_path):
         train(c, out_dir=out, progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     second = train(c, out_dir=out, progress=False, overwrite=True)
-    assert second["log"] == first["log"]
+    assert second.log == first.log
 
 
 def test_resume_on_a_finished_run_keeps_its_timing(cfg, tmp_path):
@@ -175,23 +147,23 @@ def test_resume_on_a_finished_run_keeps_its_timing(cfg, tmp_path):
     train(c, out_dir=out, progress=False)
     saved = json.loads((out / "result.json").read_text())
     again = train(c, out_dir=out, progress=False, resume=True)
-    assert again["seconds"] == saved["seconds"] > 0
+    assert again.seconds == saved["seconds"] > 0
     assert json.loads((out / "result.json").read_text())["seconds"] == saved["seconds"]
 
 
 def test_result_json_is_strict_json_even_with_nan(cfg, tmp_path, monkeypatch):
-    import tinyformer.train as train_module
+    import tinyformer.train.loop as loop
 
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: float("nan"))
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: float("nan"))
     result = train(small(cfg), out_dir=tmp_path / "run", progress=False)
-    assert math.isnan(result["final_val_loss"])
+    assert math.isnan(result.final_val_loss)
 
     def no_constants(name):
         raise AssertionError(f"result.json holds the non-JSON constant {name}")
 
     saved = json.loads((tmp_path / "run" / "result.json").read_text(), parse_constant=no_constants)
     assert saved["final_val_loss"] is None and saved["log"]["val_loss"] == [None, None]
-    assert _finite_or_none({"a": [1.0, float("inf")], "b": float("-inf")}) == {"a": [1.0, None], "b": None}
+    assert finite_or_none({"a": [1.0, float("inf")], "b": float("-inf")}) == {"a": [1.0, None], "b": None}
 
 
 def test_short_validation_split_is_refused_before_anything_is_written(tmp_path):
@@ -211,7 +183,7 @@ def test_resume_checks_the_corpus_content_not_its_path(cfg, tmp_path):
     moved = tmp_path / "moved.txt"
     moved.write_text(Path(c.corpus).read_text())
     resumed = train(small(cfg, corpus=str(moved)), out_dir=out, progress=False, resume=True)  # same text: fine
-    assert resumed["log"]["step"] == [1, 2, 3, 4, 5, 6]
+    assert resumed.log["step"] == [1, 2, 3, 4, 5, 6]
     train(c, out_dir=tmp_path / "run2", progress=False, stop_after=3)
     Path(c.corpus).write_text(TEXT.replace("God", "god"))
     with pytest.raises(ResumeError, match=r"corpus content sha256: [0-9a-f]{64} vs [0-9a-f]{64}"):
@@ -230,9 +202,9 @@ def test_resume_with_more_steps_follows_the_longer_schedule(cfg, tmp_path):
     out = tmp_path / "run"
     short = train(small(cfg), out_dir=out, progress=False)
     longer = train(small(cfg, max_steps=10, eval_interval=5), out_dir=out, progress=False, resume=True)
-    log = longer["log"]
-    assert log["step"] == list(range(1, 11)) and log["train_loss"][:6] == short["log"]["train_loss"]
-    assert log["lr"][:6] == short["log"]["lr"]  # steps taken keep their lr
+    log = longer.log
+    assert log["step"] == list(range(1, 11)) and log["train_loss"][:6] == short.log["train_loss"]
+    assert log["lr"][:6] == short.log["lr"]  # steps taken keep their lr
     # step n (0-based it = n - 1) of the longer run: cosine over warmup 2 .. max_steps 10
     assert log["lr"][6:] == [cosine_lr_schedule(it, 3e-3, 3e-4, 2, 10) for it in range(6, 10)]
     assert log["lr"][6] == pytest.approx(3e-4 + 0.5 * (1 + math.cos(math.pi * 4 / 8)) * 2.7e-3)  # hand value: 0.00165
@@ -251,42 +223,9 @@ def test_checkpoint_of_another_model_is_refused_on_resume(cfg, tmp_path):
         train(small(cfg), out_dir=out, progress=False, resume=True)
 
 
-def test_load_or_train_heals_a_damaged_cache(cfg, tmp_path, monkeypatch):
-    monkeypatch.setenv("TINYFORMER_CACHE", str(tmp_path / "cache"))
-    c = small(cfg)
-    first = load_or_train(c, progress=False)
-    (entry,) = (tmp_path / "cache").iterdir()
-    (entry / "result.json").write_text('{"seconds": 1.0, "log": ')  # truncated
-    with pytest.warns(RuntimeWarning, match=rf"cached run in {entry} is damaged .*JSONDecodeError"):
-        healed = load_or_train(c, progress=False)
-    assert healed["log"] == first["log"]
-    data = bytearray((entry / "checkpoint.pt").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (entry / "checkpoint.pt").write_bytes(bytes(data))
-    with pytest.warns(RuntimeWarning, match=rf"cached run in {entry} is damaged .*CheckpointError"):
-        healed = load_or_train(c, progress=False)
-    assert healed["log"] == first["log"]
-    assert load_or_train(c, progress=False)["log"] == first["log"]  # healthy again: loaded, no warning
-
-
-def test_load_or_train_resumes_an_interrupted_entry(cfg, tmp_path, monkeypatch):
-    from tinyformer.train import _cache_dir_for
-
-    monkeypatch.setenv("TINYFORMER_CACHE", str(tmp_path / "cache"))
-    c = small(cfg)
-    reference = train(c, progress=False)
-    train(c, out_dir=_cache_dir_for(c), progress=False, stop_after=3)
-    run = load_or_train(c, progress=False)
-    assert run["log"] == reference["log"]
-
-
-def test_smoke_scaling_keeps_the_config_valid_and_resumes_consistent():
-    scaled = smoke_scaled({"max_steps": 320, "warmup_steps": 50, "eval_interval": 50, "checkpoint_interval": 50,
-                           "eval_batches": 16, "batch_size": 32})
-    assert scaled == {"max_steps": 5, "warmup_steps": 0, "eval_interval": 1, "checkpoint_interval": 1,
-                      "eval_batches": 2, "batch_size": 4}
-    assert smoke_scaled({"max_steps": 640})["max_steps"] == 10  # `--max-steps 640 --resume` continues it
-    for m in range(1, 700, 7):
-        for w in range(0, m + 1, 5):
-            s = smoke_scaled({"max_steps": m, "warmup_steps": w})
-            assert 0 <= s["warmup_steps"] <= s["max_steps"]
+@pytest.mark.parametrize("name", ["book.json", "base_25m_gpu.json"])
+def test_the_shipped_configs_are_valid(name, tmp_path, capsys):
+    path = ROOT / "tinyformer" / "configs" / name
+    TrainConfig.from_dict(json.loads(path.read_text()))
+    assert main(["--config", str(path), "--out", str(tmp_path / "run"), "--check-config"]) == 0
+    assert "config OK" in capsys.readouterr().out

@@ -6,7 +6,12 @@
     attention   scaled dot-product attention, multi-head attention, KV cache
     blocks      pre-/post-norm Transformer blocks, with optional cross-attention
     model       TransformerLM, Encoder, Decoder, EncoderDecoder, configs and presets
-    training    cross-entropy, AdamW (and its weight-decay groups), LR schedule, clipping, batches, checkpoints
+    losses      cross-entropy (from scratch) and lm_loss (its impl switch)
+    optim       AdamW (and its weight-decay groups), LR schedule, gradient clipping
+    batches     random training windows and their next-token targets
+    checkpoints save and load a model and optimiser, checked by a checksum
+    files       atomic file writes and sha256 fingerprints (standard library only)
+    train       the training command: python -m tinyformer.train (config, loop, run folder, command line)
     initialization  init schemes (default, gpt2) and their measurements
     sampling    temperature, top-k, top-p, generate()
     data        corpora that work offline, and their splits
@@ -51,20 +56,10 @@ from .positions import (
 )
 from .sampling import generate, next_token_distribution, sample_next_token
 from .tokenizer import BPETokenizer, CharTokenizer, bytes_per_token, load_tokenizer
-from .training import (
-    AdamW,
-    CheckpointError,
-    clip_grad_norm,
-    cosine_lr_schedule,
-    cross_entropy,
-    get_batch,
-    clip_gradients,
-    lm_loss,
-    load_checkpoint,
-    make_optimizer,
-    param_groups,
-    save_checkpoint,
-)
+from .losses import cross_entropy, lm_loss
+from .optim import AdamW, clip_grad_norm, clip_gradients, cosine_lr_schedule, make_optimizer, param_groups
+from .batches import get_batch
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .initialization import init_statistics, initialize_weights
 
 __version__ = "0.1.0"

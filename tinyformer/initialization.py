@@ -85,7 +85,7 @@ def init_statistics(model: nn.Module, token_ids: torch.Tensor, targets: torch.Te
     and the residual stream's RMS after the embedding and after each block (activation scale over
     depth). ``targets (B, T)`` default to the next tokens of ``token_ids`` (the last position is
     then left out)."""
-    from .training import cross_entropy
+    from .losses import cross_entropy
 
     if targets is None:
         token_ids, targets = token_ids[:, :-1], token_ids[:, 1:]

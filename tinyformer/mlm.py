@@ -22,7 +22,7 @@ from torch import nn
 
 from .layers import Linear
 from .model import Encoder, TransformerConfig
-from .training import cross_entropy
+from .losses import cross_entropy
 
 __all__ = [
     "IGNORE_INDEX",

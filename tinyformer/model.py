@@ -334,17 +334,17 @@ class EncoderDecoder(nn.Module):
 ORIGINAL_ARCHITECTURE = dict(positions="sinusoidal", norm="layer", norm_position="post", ffn="relu", bias=True)
 
 PRESETS: dict[str, TransformerConfig] = {
-    # Seed 004's numeric walkthrough: T=4, d_model=8, 2 heads, ReLU FFN of width 16, vocab 20.
+    # The running example's numeric walkthrough: T=4, d_model=8, 2 heads, ReLU FFN of width 16, vocab 20.
     "walkthrough": TransformerConfig(
         vocab_size=20, context_length=4, d_model=8, n_layers=1, n_heads=2, d_ff=16, **ORIGINAL_ARCHITECTURE
     ),
-    # Seed 003's full model: 512d, 8 heads, 2048 FFN, 6 layers, GPT-style decoder-only.
+    # The ~25M base model: the original architecture at 512d, 8 heads, 2048 FFN, 6 layers, decoder-only.
     # A 6144-token BPE vocabulary brings it to ~25M parameters.
-    "seed003-25m": TransformerConfig(
+    "base-25m": TransformerConfig(
         vocab_size=6144, context_length=256, d_model=512, n_layers=6, n_heads=8, d_ff=2048, **ORIGINAL_ARCHITECTURE
     ),
-    # Seed 003's toy: the same shape scaled down to ~250K parameters.
-    "seed003-toy": TransformerConfig(
+    # The original-architecture toy: the base model's shape scaled down to ~250K parameters.
+    "original-toy": TransformerConfig(
         vocab_size=384, context_length=128, d_model=64, n_layers=4, n_heads=4, d_ff=256, **ORIGINAL_ARCHITECTURE
     ),
     # The modern small decoder the book trains at build time. vocab_size is a

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..training import AdamW, clip_grad_norm, cosine_lr_schedule
+from ..optim import AdamW, clip_grad_norm, cosine_lr_schedule
 
 __all__ = ["train_steps"]
 

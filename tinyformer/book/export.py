@@ -31,7 +31,6 @@ exported graph at several lengths against PyTorch.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -40,6 +39,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..files import atomic_write_text, package_hash, sha256_file
+from ..train import RunResult
 
 __all__ = ["ModelWithAttention", "export_onnx", "seed_prompt", "export_playground", "main"]
 
@@ -125,15 +127,9 @@ def _finite_or_none(x) -> float | None:
     return x if x == x and abs(x) != float("inf") else None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def export_playground(run: dict, out: str | Path) -> dict:
-    """Export a trained run (``load_or_train``'s dict) into ``out``; return model.json's content."""
-    from .._hash import package_hash
-
-    model, tokenizer = run["model"], run["tokenizer"]
+def export_playground(run: RunResult, out: str | Path) -> dict:
+    """Export a trained run (:func:`tinyformer.book.runs.load_or_train`'s) into ``out``; return model.json's content."""
+    model, tokenizer = run.model, run.tokenizer
     if not hasattr(tokenizer, "chars"):
         raise ValueError(f"the playground encodes text character by character in JavaScript; it needs a "
                          f"CharTokenizer, got {type(tokenizer).__name__}")
@@ -142,12 +138,12 @@ def export_playground(run: dict, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, out / "model.onnx")
     tokenizer.save(out / "vocab.json")
-    val_text = tokenizer.decode(run["val_tokens"][:20_000].tolist())
+    val_text = tokenizer.decode(run.val_tokens[:20_000].tolist())
     meta = {
         "format": FORMAT,
         "model": "model.onnx",
         "model_bytes": onnx_path.stat().st_size,
-        "model_sha256": _sha256(onnx_path),
+        "model_sha256": sha256_file(onnx_path),
         "vocab": "vocab.json",
         "input": "token_ids",
         "outputs": output_names(config.n_layers),
@@ -157,13 +153,13 @@ def export_playground(run: dict, out: str | Path) -> dict:
         "n_heads": config.n_heads,
         "d_model": config.d_model,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": run["steps"],
-        "final_val_loss": _finite_or_none(run["final_val_loss"]),
+        "steps": run.steps,
+        "final_val_loss": _finite_or_none(run.final_val_loss),
         "prompt": seed_prompt(val_text, config.context_length),
         "prompt_source": "the first line of the validation text (never trained on) that fits the context",
         "package_hash": package_hash(),  # the build re-exports when the package changes
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(out / "model.json", json.dumps(meta, indent=1, ensure_ascii=False) + "\n")
     return meta
 
 
@@ -172,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for model.onnx, vocab.json and model.json")
     args = parser.parse_args(argv)
-    from ..train import BOOK_RUN, load_or_train
+    from .runs import BOOK_RUN, load_or_train
 
     start = time.perf_counter()
     run = load_or_train(BOOK_RUN, progress=False)  # the cached run; trained only on a cold cache

@@ -18,7 +18,8 @@ from ..data import load_kjv
 from ..mlm import MaskedLM, bert_mask, masked_lm_loss
 from ..model import TransformerConfig, TransformerLM
 from ..tokenizer import CharTokenizer
-from ..training import cross_entropy, get_batch
+from ..batches import get_batch
+from ..losses import cross_entropy
 from .demo_training import train_steps
 
 __all__ = ["MLMRun", "default_mlm_config", "middle_of_word_positions", "train_masked_lm"]

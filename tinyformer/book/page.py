@@ -48,7 +48,7 @@ def book_run():
     The build trains it once and caches it; a reader's fresh kernel (Binder, Colab, a new clone)
     trains it here with a progress bar: about a minute on 2 CPU cores.
     """
-    from ..train import BOOK_RUN, load_or_train
+    from .runs import BOOK_RUN, load_or_train
 
     if in_book_build():
         return load_or_train(BOOK_RUN, progress=False)
@@ -89,8 +89,8 @@ def where_we_are(chapter: str):
     draw = getattr(diagrams, f"{kind}_diagram")
     if source == "book-small":
         run = book_run()
-        ids = torch.as_tensor(run["val_tokens"][:8], dtype=torch.long)[None]  # (1, 8)
-        fig, alt = draw(run["model"], ids, highlight=part)
+        ids = torch.as_tensor(run.val_tokens[:8], dtype=torch.long)[None]  # (1, 8)
+        fig, alt = draw(run.model, ids, highlight=part)
         drawn_from = "drawn from the trained book-small model's modules reading 8 characters"
     else:
         fig, alt = draw(highlight=part)

@@ -20,7 +20,8 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from ..attention import causal_mask, scaled_dot_product_attention
 from ..model import TransformerLM
-from ..training import clip_gradients, lm_loss, make_optimizer
+from ..losses import lm_loss
+from ..optim import clip_gradients, make_optimizer
 
 __all__ = [
     "time_call",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..model import ORIGINAL_ARCHITECTURE, EncoderDecoder, TransformerConfig
-from ..training import cross_entropy
+from ..losses import cross_entropy
 from .demo_training import train_steps
 
 __all__ = ["BOS", "reversal_batch", "train_reversal", "greedy_decode", "sequence_accuracy"]
