@@ -149,3 +149,22 @@ def test_the_library_imports_no_plotting_and_none_of_the_kit():
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == [], f"importing the library loaded {loaded}"
+
+
+def test_importing_the_kit_writes_nothing_to_stderr_in_a_kernel():
+    """A chapter imports the kit in a Jupyter kernel, where ``import tqdm.auto`` warns on stderr when
+    ipywidgets is missing, and the strict build refuses any stderr. So no module of the library or
+    the kit imports tqdm.auto (or anything that writes) when it is imported; progress bars import it
+    when they are shown."""
+    kit = sorted(f"tinyformer.book.{p.stem}" for p in (ROOT / "tinyformer" / "book").glob("*.py")
+                 if p.stem not in ("__init__", "__main__"))
+    code = ("import importlib, json, sys\n"
+            f"for name in {kit!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tqdm.auto'))))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], "a module imports tqdm.auto when imported"
+    assert result.stderr == ""

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..optim import AdamW, clip_grad_norm, cosine_lr_schedule
 
@@ -41,7 +40,13 @@ def train_steps(
     the progress bar shown when ``progress`` is true.
     """
     optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
-    iterator = tqdm(range(steps), desc=desc, unit="step") if progress else range(steps)
+    iterator = range(steps)
+    if progress:
+        # Imported only when a bar is wanted: in a kernel without ipywidgets, importing
+        # tqdm.auto writes a TqdmWarning to stderr, which the strict book build refuses.
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, unit="step")
     losses = []
     model.train()
     for step in iterator:
