@@ -62,6 +62,7 @@ class Chapter:
     figures: dict = field(default_factory=dict)  # figure name -> {"alt", "caption"} (describe_figure)
     titles: dict = field(default_factory=dict)  # docname -> title, for {doc} links
     cite: object = None  # callable(keys, textual) -> str
+    claims: dict = field(default_factory=dict)  # claim ref -> its record (claim(..., ref=...)), for {claim} roles
 
 
 def slide_type(cell) -> str | None:
@@ -93,6 +94,14 @@ def _roles(text: str, chapter: Chapter, where: str) -> str:
             return chapter.cite([k.strip() for k in body.split(",")], textual=role == "cite:t")
         if role == "math":
             return f"${body}$"
+        if role == "claim":
+            record = chapter.claims.get(body)
+            if record is None:
+                raise SlideSourceError(f"{where}: {{claim}}`{body}` cites a claim this chapter's code never made "
+                                       f"(claim(..., ref={body!r}))")
+            if not record.get("held"):
+                raise SlideSourceError(f"{where}: {{claim}}`{body}` cites a claim its output refutes: {record['text']!r}")
+            return record["text"]
         raise SlideSourceError(f"{where}: the MyST role {{{role}}} is not supported on slides")
 
     return _ROLE.sub(replace, text)
@@ -156,6 +165,20 @@ def myst_to_markdown(source: str, chapter: Chapter, where: str) -> str:
     return _links(_roles("\n".join(out), chapter, where), chapter)
 
 
+# A measured number written out in a note: a decimal, a percentage, a power of ten or a ratio
+# ("0.51", "11.3%", "1e-5", "2.3x"). Small counts ("four tokens", "T = 4") stay prose.
+_LITERAL_NUMBER = re.compile(r"(?<![\w.])(\d+(\.\d+)?\s*%|\d+(\.\d+)?e[-+]?\d+|\d+(\.\d+)?\s*[×x](?!\w)|\d+\.\d+)")
+
+
+def check_note_numbers(source: str, where: str) -> None:
+    """Speaker notes meet the page's standard: a measured number comes from the executed cells,
+    through {glue:text}, and a result is stated with {claim}; neither can be typed in by hand."""
+    text = re.sub(r"\$[^$]*\$", "", _ROLE.sub("", source))  # roles and math are not literals
+    if found := _LITERAL_NUMBER.search(text):
+        raise SlideSourceError(f"{where}: speaker notes write the number {found.group(0)!r} by hand: glue it "
+                               f"({{glue:text}}`name`) so that it comes from the executed cells")
+
+
 # ---------------------------------------------------------------- the preprocessor
 
 
@@ -189,6 +212,8 @@ class BookSlidesPreprocessor(Preprocessor):
             if kind == "notes" and re.search(r"^#+ |^```|^:::", cell.source, re.M):
                 raise SlideSourceError(f"{where}: speaker notes hold a heading, a directive or a code block: "
                                        f"is the '+++' that ends the notes missing (the page's text would be hidden)?")
+            if kind == "notes":
+                check_note_numbers(cell.source, where)
             if cell.cell_type == "markdown":
                 cell.source = myst_to_markdown(cell.source, self.chapter, where)
             elif cell.cell_type == "code" and kind != "skip":

@@ -120,6 +120,21 @@ def _records(app, docname: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _claim_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``{claim}`ref``` in a page's prose (or a speaker note, which the page hides): the text of
+    the claim the chapter's code made with ``claim(..., ref=ref)``, which held, or an error."""
+    env = inliner.document.settings.env
+    app = env.app
+    ref = text.strip()
+    record = next((r for r in _records(app, env.docname) if r["kind"] == "claim" and r.get("ref") == ref), None)
+    if record is None or not record.get("held"):
+        why = "never made" if record is None else "refuted by its output"
+        msg = inliner.reporter.error(f"{{claim}}`{ref}` cites a claim {why} in {env.docname} "
+                                     f"(claim(..., ref={ref!r}))", line=lineno)
+        return [inliner.problematic(rawtext, rawtext, msg)], [msg]
+    return [nodes.Text(record["text"])], []
+
+
 def _describe_figures(app, doctree):
     """Alt text and captions written by the chapter's code (describe_figure), from the same data
     as the picture, replace what the cell metadata says."""
@@ -233,9 +248,11 @@ def _reading_group_outputs(app, exception):
         if not executed.exists():
             raise ExtensionError(f"slides: {executed} is missing (MyST-NB writes it when it reads the page); "
                                  f"rebuild with `python3 tasks.py build --clean`")
-        figures = {r["name"]: r for r in _records(app, name) if r["kind"] == "figure"}
+        records = _records(app, name)
+        figures = {r["name"]: r for r in records if r["kind"] == "figure"}
+        claims = {r["ref"]: r for r in records if r["kind"] == "claim" and r.get("ref")}
         chapter = book_slides.Chapter(name=name, title=titles[name], glue=book_slides.load_glue(executed),
-                                      figures=figures, titles=titles, cite=cite)
+                                      figures=figures, titles=titles, cite=cite, claims=claims)
         try:
             nb = book_slides.executed_notebook(executed, app.config.nb_execution_cache_path)
             decks.append(book_slides.build_deck(exporter, nb, chapter, outdir / book_slides.SLIDES_DIR))
@@ -364,6 +381,7 @@ def setup(app):
     app.connect("doctree-read", _describe_figures)
     app.connect("doctree-read", _cite_this_chapter, priority=400)
     app.connect("build-finished", _write_claims)
+    app.add_role("claim", _claim_role)
     app.connect("env-before-read-docs", _prepare_runs)
     app.connect("build-finished", _reading_group_outputs)
     app.add_node(slide_decks)

@@ -192,6 +192,41 @@ def test_preprocessor_skips_unmarked_cells_and_guards_the_notes():
             book_slides.BookSlidesPreprocessor(_chapter()).preprocess(_notebook(bad), {})
 
 
+def _notes_deck(note, claims=None):
+    nb = _notebook([("md", "## A slide", "slide", None), ("md", note, "notes", ["remove-cell"])])
+    return book_slides.BookSlidesPreprocessor(_chapter(claims=claims or {})).preprocess(nb, {})[0]
+
+
+def test_a_note_states_a_result_only_through_a_claim_the_code_made():
+    held = {"prenorm-first-layer": {"kind": "claim", "text": "pre-norm's first layer gets the most gradient",
+                                    "held": True, "ref": "prenorm-first-layer"}}
+    out = _notes_deck("Point at the plot: {claim}`prenorm-first-layer`, by {glue:text}`x:.2f`.", held)
+    assert out.cells[1].source == "Point at the plot: pre-norm's first layer gets the most gradient, by 0.75."
+    # A deliberately false note: it cites a claim that the chapter's code refuted, or never made.
+    refuted = {"prenorm-even": {"kind": "claim", "text": "pre-norm keeps the gradients even", "held": False,
+                                "ref": "prenorm-even"}}
+    with pytest.raises(book_slides.SlideSourceError, match="refutes"):
+        _notes_deck("Stress it: {claim}`prenorm-even`.", refuted)
+    with pytest.raises(book_slides.SlideSourceError, match="never made"):
+        _notes_deck("Stress it: {claim}`prenorm-even`.")
+
+
+@pytest.mark.parametrize("note, number", [
+    ("The median is 0.51 times layer 12's gradient.", "0.51"),
+    ("Only 11.3% of the targets stay unchanged.", "11.3%"),
+    ("The table shows 2.3x from 128 to 256.", "2.3x"),
+    ("It keeps about 1e-5 of the mass.", "1e-5"),
+])
+def test_a_note_cannot_type_a_measured_number(note, number):
+    with pytest.raises(book_slides.SlideSourceError, match=re.escape(repr(number))):
+        _notes_deck(note)
+
+
+def test_a_note_may_count_and_use_math_and_glue():
+    out = _notes_deck("Four tokens, T = 4, two heads; $\\sqrt{d_{head}} = 2.83$ is math; {glue:text}`x:.3f` is glued.")
+    assert "0.755 is glued" in out.cells[1].source
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_chapter_marks_its_slides_and_notes(chapter):
     """The source marks 8-20 slides, objectives first and discussion last, notes beside each

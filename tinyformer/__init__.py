@@ -19,7 +19,8 @@
 
     book/       the book's kit: plots, diagrams, the running example, claims, small experiments
                 (reversal, masked LM vs causal, profiling); imports the library, never imported by it
-    exercises/  the reader's exercise track: starters, checker, mistake detectors
+    exercises/  the reader's exercise track: one folder per chapter (starter, solution, checks,
+                hints), the checker and the registry beside them; imports the library only
 """
 
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention

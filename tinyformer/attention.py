@@ -4,6 +4,10 @@ Mask convention everywhere in tinyformer: a boolean tensor where ``True`` means
 "may attend" (the same as ``F.scaled_dot_product_attention``'s boolean mask), or
 a float tensor added to the scores (0 keeps a key, -inf blocks it). A query with
 every key blocked gets a zero output, never NaN (see scaled_dot_product_attention).
+
+Taught in:
+    Self-attention, by hand (book/attention.md); Masks: causal vs bidirectional (book/masks.md);
+    Multi-head attention and the MLP (book/multihead.md); the KV cache in Making it fast (book/fast.md)
 """
 
 from __future__ import annotations

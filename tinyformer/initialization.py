@@ -15,6 +15,8 @@ N(0, 0.02), biases zero, and each residual branch's output projection (attention
 feed-forward ``w2``) at 0.02 / sqrt(number of residual branches) -- 0.02 / sqrt(2 n_layers) for a
 decoder-only stack -- so the residual stream's variance stays about the same however deep the
 stack is. The tied matrix gets N(0, 0.02) once, which suits both roles.
+
+Taught in: The full language model (book/language_model.md)
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ Shape notation used throughout the package:
     B  batch size            T  sequence length (time)
     D  d_model               H  number of heads        d_head  head dimension (D // H)
     F  feed-forward width    V  vocabulary size
+
+Taught in:
+    Text to tokens (book/tokens.md): Linear, Embedding
+    Self-attention, by hand (book/attention.md): softmax
+    Multi-head attention and the MLP (book/multihead.md): activations, FeedForward, SwiGLU
+    Residuals and normalization (book/normalization.md): LayerNorm, RMSNorm
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
       -> n_layers x TransformerBlock                     (B, T, D)
       -> final norm (pre-norm models)                    (B, T, D)
       -> lm_head                                         (B, T, V) logits
+
+Taught in: The full language model (book/language_model.md); Encoder vs decoder vs decoder-only (book/architectures.md)
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Attention on its own is permutation-equivariant: shuffle the tokens and the
 outputs shuffle the same way. These modules are how order gets in.
+
+Taught in: Embeddings and positions: why order matters (book/positions.md)
 """
 
 from __future__ import annotations

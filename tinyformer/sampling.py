@@ -1,4 +1,7 @@
-"""From logits to tokens: temperature, top-k, top-p, and autoregressive generation."""
+"""From logits to tokens: temperature, top-k, top-p, and autoregressive generation.
+
+Taught in: From logits to probabilities: sampling (book/sampling.md)
+"""
 
 from __future__ import annotations
 

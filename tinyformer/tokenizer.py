@@ -3,6 +3,8 @@
 Byte-level BPE (Sennrich et al., 2016; GPT-2's byte variant) starts from the
 256 byte values, so every string can be encoded, and repeatedly merges the most
 frequent adjacent pair into a new token.
+
+Taught in: Text to tokens (book/tokens.md)
 """
 
 from __future__ import annotations

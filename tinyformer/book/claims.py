@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from .build_env import chapter_name, in_book_build
@@ -79,17 +80,23 @@ def _format_values(values: dict) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in values.items()) or "(no values given)"
 
 
-def claim(text: str, held, **values) -> bool:
+def claim(text: str, held, *, ref: str | None = None, **values) -> bool:
     """Check a statement the chapter makes about its own results; raise if it does not hold.
 
     ``text`` is the sentence (or the part of it that depends on the result), ``held`` whether
     the computation supports it, and ``values`` the measured numbers a reader would check.
+
+    ``ref`` names the claim so that a speaker note (or a page sentence) can state it with the
+    role ``{claim}`ref```: the build writes the claim's text there, and refuses a note that cites a
+    claim the chapter's code never made. A note can then only say what the code checked.
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a claim needs the sentence it checks, as a non-empty string")
+    if ref is not None and not (isinstance(ref, str) and re.fullmatch(r"[a-z0-9][a-z0-9_-]*", ref)):
+        raise ValueError(f"a claim's ref is a lower-case name (letters, digits, - and _), got {ref!r}")
     ok = _truth(held)
     plain = {k: _plain(v) for k, v in values.items()}
-    _record({"kind": "claim", "text": text, "values": plain, "held": ok})
+    _record({"kind": "claim", "text": text, "values": plain, "held": ok, **({"ref": ref} if ref else {})})
     if not ok:
         raise ClaimFailed(f"the book says {text!r}, but its own output does not support it: {_format_values(plain)}")
     if not in_book_build():
