@@ -62,16 +62,28 @@ def chapter_notebook(source: Path, repository_url: str):
     return nb
 
 
-def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str) -> list[Path]:
-    """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths."""
+def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str,
+                    keys_dir: Path | None = None) -> list[Path]:
+    """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths.
+
+    With ``keys_dir``, a notebook whose chapter source, repository and generator are unchanged
+    since it was written (a key file there says so) is kept as it is."""
+    import hashlib
+
     import nbformat
 
     out = Path(html_dir) / NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for chapter in chapters:
-        nb = chapter_notebook(Path(book_dir) / f"{chapter}.md", repository_url)
+        source = Path(book_dir) / f"{chapter}.md"
         path = out / f"{chapter}.ipynb"
-        nbformat.write(nb, path)
+        key = hashlib.sha256(source.read_bytes() + Path(__file__).read_bytes() + repository_url.encode()).hexdigest()
+        key_file = Path(keys_dir) / f"colab-{chapter}.key" if keys_dir is not None else None
+        if key_file is None or not (path.exists() and key_file.exists() and key_file.read_text() == key):
+            nbformat.write(chapter_notebook(source, repository_url), path)
+            if key_file is not None:
+                key_file.parent.mkdir(parents=True, exist_ok=True)
+                key_file.write_text(key)
         written.append(path)
     return written

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import json
 import os
@@ -228,43 +229,70 @@ def _reading_group_buttons(app, pagename, templatename, context, doctree):
                        "icon": "fa-solid fa-person-chalkboard", "url": slides, "label": "slides"})
 
 
+def _deck_key(app, name: str, executed: Path, records: list[dict], titles: dict) -> str:
+    """What one chapter's deck is made from: the executed notebook and its glue, the execution
+    cache it takes its outputs from, the claim and figure records, the titles and bibliography it
+    links, and the code and template that make it. The same key means the same deck."""
+    digest = hashlib.sha256()
+    for path in (executed, executed.with_suffix(".glue.json"), Path(app.srcdir) / "references.bib"):
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    digest.update(json.dumps([records, titles, app.config.nb_execution_cache_path], sort_keys=True).encode())
+    digest.update(package_hash(Path(__file__).resolve().parent).encode())
+    digest.update(package_hash(ROOT / "assets" / "slides").encode())
+    return digest.hexdigest()
+
+
 def _reading_group_outputs(app, exception):
     """After the pages: a deck per chapter from the notebook MyST-NB executed for its page (no
-    second run, so no stale figure), and the Colab notebooks."""
+    second run, so no stale figure), and the Colab notebooks. A deck whose inputs have not
+    changed since it was written (``_deck_key``) is kept, so a build with no change stays fast."""
     if exception is not None or app.builder.name != "html" or not app.tinyformer_chapters:
         return
-    import time
-
     start = time.perf_counter()
     outdir = Path(app.outdir)
+    slides_dir = outdir / book_slides.SLIDES_DIR
     executed_dir = outdir.parent / "jupyter_execute"
+    made_from = outdir.parent / ".slides_keys"  # one file per deck: the key it was made from, and its counts
     titles = {doc: app.env.titles[doc].astext() for doc in app.env.found_docs}
-    cite = book_slides.bibliography_citer(Path(app.srcdir) / "references.bib")
-    exporter = book_slides.make_exporter()
-    book_slides.write_notebook_css(exporter, outdir / book_slides.SLIDES_DIR)
-    decks = []
+    cite = exporter = None
+    summary, rebuilt = {}, 0
     for name in app.tinyformer_chapters:
         executed = executed_dir / f"{name}.ipynb"
         if not executed.exists():
             raise ExtensionError(f"slides: {executed} is missing (MyST-NB writes it when it reads the page); "
                                  f"rebuild with `python3 tasks.py build --clean`")
         records = _records(app, name)
+        key = _deck_key(app, name, executed, records, titles)
+        record = made_from / f"{name}.json"
+        if (slides_dir / f"{name}.slides.html").exists() and record.exists():
+            kept = json.loads(record.read_text(encoding="utf-8"))
+            if kept.get("key") == key:
+                summary[name] = kept["deck"]
+                continue
+        if exporter is None:
+            cite = book_slides.bibliography_citer(Path(app.srcdir) / "references.bib")
+            exporter = book_slides.make_exporter()
+            book_slides.write_notebook_css(exporter, slides_dir)
         figures = {r["name"]: r for r in records if r["kind"] == "figure"}
         claims = {r["ref"]: r for r in records if r["kind"] == "claim" and r.get("ref")}
         chapter = book_slides.Chapter(name=name, title=titles[name], glue=book_slides.load_glue(executed),
                                       figures=figures, titles=titles, cite=cite, claims=claims)
         try:
             nb = book_slides.executed_notebook(executed, app.config.nb_execution_cache_path)
-            decks.append(book_slides.build_deck(exporter, nb, chapter, outdir / book_slides.SLIDES_DIR))
+            deck = book_slides.build_deck(exporter, nb, chapter, slides_dir)
         except book_slides.SlideSourceError as exc:
             raise ExtensionError(f"slides: {exc}") from None
+        summary[name] = {"slides": deck.slides, "notes": deck.notes, "figures": deck.figures}
+        made_from.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"key": key, "deck": summary[name]}) + "\n", encoding="utf-8")
+        rebuilt += 1
     made = time.perf_counter() - start
     notebooks = book_colab.write_notebooks(Path(app.srcdir), outdir, app.tinyformer_chapters,
-                                           app.config.html_theme_options["repository_url"])
-    summary = {d.chapter: {"slides": d.slides, "notes": d.notes, "figures": d.figures} for d in decks}
-    (outdir / book_slides.SLIDES_DIR / "decks.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    logger.info(f"slides: {len(decks)} decks ({sum(d.slides for d in decks)} slides) in {made:.1f} s; "
-                f"{len(notebooks)} Colab notebooks in {time.perf_counter() - start - made:.1f} s")
+                                           app.config.html_theme_options["repository_url"], keys_dir=made_from)
+    (slides_dir / "decks.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    logger.info(f"slides: {len(summary)} decks ({sum(d['slides'] for d in summary.values())} slides, "
+                f"{rebuilt} made anew) in {made:.1f} s; {len(notebooks)} Colab notebooks in "
+                f"{time.perf_counter() - start - made:.1f} s")
 
 
 def _write_claims(app, exception):

@@ -344,3 +344,36 @@ def test_every_deck_is_built_from_the_executed_chapter(site):
 def test_slides_page_lists_every_deck(site):
     links = [a["href"] for a in _page("slides").select("article a") if a["href"].endswith(".slides.html")]
     assert links == [f"slides/{c}.slides.html" for c in CHAPTERS]
+
+
+def test_a_deck_is_made_again_exactly_when_what_it_is_made_from_changes(tmp_path):
+    """A build keeps a deck whose inputs are unchanged (so a no-change build stays fast), and makes
+    it again when the executed notebook, its glue, its claims or the execution cache change."""
+    from types import SimpleNamespace
+
+    import tinyformer_book
+
+    src = tmp_path / "book"
+    src.mkdir()
+    (src / "references.bib").write_text("@misc{a, title={A}}\n")
+    executed = tmp_path / "attention.ipynb"
+    executed.write_text('{"cells": []}')
+    app = SimpleNamespace(srcdir=str(src), config=SimpleNamespace(nb_execution_cache_path="/cache/k1"))
+    records = [{"kind": "claim", "text": "rows sum to 1", "held": True}]
+
+    def key():
+        return tinyformer_book._deck_key(app, "attention", executed, records, {"attention": "Attention"})
+
+    first = key()
+    assert key() == first
+    executed.write_text('{"cells": [1]}')
+    assert key() != first
+    changed = key()
+    executed.with_suffix(".glue.json").write_text("{}")
+    assert key() != changed
+    changed = key()
+    records.append({"kind": "figure", "name": "fig", "alt": "a"})
+    assert key() != changed
+    changed = key()
+    app.config.nb_execution_cache_path = "/cache/k2"
+    assert key() != changed
