@@ -51,7 +51,7 @@ BENCH_SMALL = {
     "bench_generation.py": ["--new-tokens", "4", "--prompts", "8"],
     "bench_reference.py": ["--steps", "2", "--eval-batches", "1", "--no-memory", "--no-write"],
 }
-BENCH_NOT_RUN = {"bench_build.py": "builds the book three times", "bench_tokenizer.py": "trains BPE on the full corpus",
+BENCH_NOT_RUN = {"bench_build.py": "builds the book seven times (about 25 minutes)", "bench_tokenizer.py": "trains BPE on the full corpus",
                  "bench_playground.py": "needs the built site and Chromium"}
 
 
