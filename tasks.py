@@ -347,7 +347,7 @@ def main() -> None:
     sub.add_parser("test", help="extra arguments go to pytest")
     p_pub = sub.add_parser("publish")
     p_pub.add_argument("--remote", default=None,
-                       help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
+                       help="git remote name or URL; default origin, only when its push URL is a hosted (https/ssh) URL")
     p_pub.add_argument("--branch", default=None,
                        help="default: the branch the Colab buttons link into (PUBLISH_BRANCH in _ext/book_colab.py)")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
