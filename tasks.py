@@ -5,13 +5,17 @@
     python3 tasks.py test       set up .venv (pinned), then run every test
     python3 tasks.py pdf        build (incremental), then print the whole book to _build/pdf/tinyformer.pdf
     python3 tasks.py publish    clean strict build, then push _build/html to gh-pages with ghp-import
-                                (to origin only if it is a hosted URL; otherwise --remote is required)
+                                (to origin only if its push URL is a hosted URL; otherwise --remote is
+                                required; another branch needs --force-branch, and the branch checked
+                                out or one that holds the project's source is always refused)
     python3 tasks.py vendor-ort [--version V]
                                 refresh assets/vendor/onnxruntime-web/ from npm (maintainers only;
                                 the files are committed, so building needs no npm)
-    python3 tasks.py clean      remove _build/
+    python3 tasks.py clean      remove _build/ (refused when _build is a symbolic link)
 
-Set-up is skipped when .venv already matches pyproject.toml and constraints.txt.
+Set-up is skipped when .venv already matches pyproject.toml and constraints.txt; a .venv left
+incomplete (an interrupted set-up: no working pip) is recreated. Ctrl-C anywhere prints one line
+and exits 130.
 """
 
 from __future__ import annotations
@@ -38,8 +42,19 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 BUILD = ROOT / "_build"
 HTML = BUILD / "html"
-STAMP = VENV / ".tinyformer-setup"
+STAMP = VENV / ".tinyformer-setup"  # written last: present and current only after a complete set-up
+# A branch whose tip holds any of these holds the project's source, not a published site.
+SOURCE_MARKERS = ("pyproject.toml", "tasks.py", "tinyformer/__init__.py")
 
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line that says what it left behind."""
+
+
+def fail(message: str) -> None:
+    """One ``error: ...`` line and exit status 2, the CLIs' convention for a refused request."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def run(*cmd, **kwargs) -> None:
@@ -54,19 +69,56 @@ def _setup_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def create_venv(path: Path) -> None:
+    """Make a virtual environment with pip (a separate function so tests can replace it)."""
+    venv.EnvBuilder(with_pip=True).create(path)
+
+
+def venv_problem(venv_dir: Path = VENV) -> str | None:
+    """Why the existing ``venv_dir`` cannot be installed into, or None if it can. A set-up
+    stopped while the environment was being made (ensurepip) or while pip upgraded itself
+    leaves a Python without pip, on which every later `pip install` fails."""
+    python = venv_dir / PY.relative_to(VENV)
+    if not python.exists():
+        return f"it has no {python.relative_to(venv_dir)}"
+    try:
+        proc = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"its Python does not run: {exc}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        return f"its pip does not run: {last}"
+    return None
+
+
 def setup() -> None:
-    """Create .venv and install tinyformer with the book and dev extras, pinned by constraints.txt."""
+    """Create .venv and install tinyformer with the book and dev extras, pinned by constraints.txt.
+
+    The stamp is written last, so a set-up stopped at any point is redone by the next run; an
+    environment left without a working pip is recreated first."""
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
     fingerprint = _setup_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint and PY.exists():
         return
-    if not PY.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[book,dev]")
-    STAMP.write_text(fingerprint)
+    try:
+        if VENV.exists() or VENV.is_symlink():
+            problem = venv_problem(VENV)
+            if problem is not None:
+                if VENV.is_symlink():
+                    fail(f"{VENV} is incomplete ({problem}) and is a symbolic link: set-up does not delete "
+                         f"through links; remove it (rm {VENV}) and run again")
+                print(f"{VENV} is incomplete ({problem}; an interrupted set-up?): recreating it", flush=True)
+                shutil.rmtree(VENV)
+        if not PY.exists():
+            print(f"creating {VENV}", flush=True)
+            create_venv(VENV)
+        run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(PY, "-m", "pip", "install", "--quiet", "-c", "constraints.txt", "-e", ".[book,dev]")
+        STAMP.write_text(fingerprint)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while setting up {VENV}: the next run of setup, build or test "
+                          f"finishes it (an incomplete environment is recreated)") from None
 
 
 def check_toc_link() -> None:
@@ -114,12 +166,19 @@ def test(pytest_args: list[str]) -> None:
     run(PY, "-m", "pytest", *pytest_args)
 
 
-def _remote_url(remote: str) -> str | None:
-    """The URL of a git remote name (None if there is no such remote), or ``remote`` itself
-    when it is already a URL or path."""
-    proc = subprocess.run(["git", "remote", "get-url", remote], cwd=ROOT, capture_output=True, text=True)
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def _remote_url(remote: str, push: bool = True) -> str | None:
+    """Where a git remote name pushes (``push``, the default; several push URLs are joined
+    with " and ": git pushes to each) or fetches from; None if there is no such remote.
+    ``remote`` itself when it is already a URL or path. The push URL is the one that matters:
+    a fork set up with ``git remote set-url --push`` fetches from one repository and pushes
+    to another."""
+    proc = _git("remote", "get-url", *(["--push", "--all"] if push else []), remote)
     if proc.returncode == 0:
-        return proc.stdout.strip()
+        return " and ".join(proc.stdout.split())
     return None if re.fullmatch(r"[\w.-]+", remote) else remote
 
 
@@ -130,20 +189,23 @@ def is_hosted_url(url: str) -> bool:
 
 
 def publish_target(remote: str | None) -> tuple[str, str]:
-    """(remote, url) to push to. Without ``--remote``, origin is used only when it is a hosted
-    URL; a local origin (a clone of a clone) needs ``--remote`` spelled out, so a publish
-    never force-pushes gh-pages into a developer's own repository by surprise."""
+    """(remote, push URL) to push to. Without ``--remote``, origin is used only when every URL
+    it pushes to is hosted; a local one (a clone of a clone, or a push URL set to a folder)
+    needs ``--remote`` spelled out, so a publish never force-pushes gh-pages into a
+    developer's own repository by surprise."""
     if remote is not None:
         url = _remote_url(remote)
         if url is None:
-            sys.exit(f"error: --remote {remote!r} is neither a git remote of this repository nor a URL or path")
+            fail(f"--remote {remote!r} is neither a git remote of this repository nor a URL or path")
         return remote, url
     url = _remote_url("origin")
     if url is None:
-        sys.exit("error: this repository has no remote 'origin': pass --remote URL-or-name to say where to publish")
-    if not is_hosted_url(url):
-        sys.exit(f"error: origin is {url}, not a hosted repository (https/ssh to a host); publishing would force-push "
-                 f"gh-pages there. Pass --remote explicitly (--remote origin to push there anyway)")
+        fail("this repository has no remote 'origin': pass --remote URL-or-name to say where to publish")
+    if not all(is_hosted_url(u) for u in url.split(" and ")):
+        fetch = _remote_url("origin", push=False)
+        where = f"origin is {url}" if fetch == url else f"origin pushes to {url} (its push URL; it fetches from {fetch})"
+        fail(f"{where}, not a hosted repository (https/ssh to a host); publishing would force-push "
+             f"gh-pages there. Pass --remote explicitly (--remote origin to push there anyway)")
     return "origin", url
 
 
@@ -157,15 +219,49 @@ def publish_branch() -> str:
     return module.PUBLISH_BRANCH
 
 
-def publish(remote: str | None, branch: str | None, push: bool) -> None:
-    """Build from scratch (no reports/, no pages left from an earlier layout), then publish."""
+def _source_in(ref: str) -> str | None:
+    """The first of SOURCE_MARKERS that the tip of ``ref`` holds, or None (also for no such ref)."""
+    for path in SOURCE_MARKERS:
+        if _git("cat-file", "-e", f"{ref}:{path}").returncode == 0:
+            return path
+    return None
+
+
+def check_publish_branch(branch: str, remote: str, force_branch: bool) -> None:
+    """ghp-import makes ``branch`` (the local branch, and the remote's with -p) one commit that
+    holds only the HTML: whatever the branch held is gone. So the branch checked out and any
+    branch that holds the project's source are refused, always; any branch but the publish
+    branch needs --force-branch."""
+    default = publish_branch()
+    head = _git("symbolic-ref", "--quiet", "--short", "HEAD")
+    if head.returncode == 0 and head.stdout.strip() == branch:
+        fail(f"--branch {branch!r} is the branch checked out here: publishing would replace its history with a "
+             f"commit of HTML only. The site goes to {default!r}")
+    refs = [f"refs/heads/{branch}"]
+    if re.fullmatch(r"[\w.-]+", remote):  # a remote name: its remote-tracking branch says what the remote holds
+        refs.append(f"refs/remotes/{remote}/{branch}")
+    for ref in refs:
+        marker = _source_in(ref)
+        if marker is not None:
+            fail(f"branch {branch!r} holds this project's source ({ref} has {marker}): publishing would replace it "
+                 f"with a commit of HTML only and force-push it. The site goes to {default!r}")
+    if branch != default and not force_branch:
+        fail(f"--branch {branch!r} is not the publish branch {default!r} (PUBLISH_BRANCH in _ext/book_colab.py, "
+             f"which the Colab buttons link into): publishing replaces that branch with a commit of HTML only. "
+             f"Pass --force-branch if {branch!r} is meant to hold only the site")
+
+
+def publish(remote: str | None, branch: str | None, push: bool, force_branch: bool = False) -> None:
+    """Build from scratch (no reports/, no pages left from an earlier layout), then publish.
+    Everything that can refuse is checked before the (slow) build."""
     if push:
-        remote, url = publish_target(remote)  # checked before the (slow) build
+        remote, url = publish_target(remote)
     else:
         remote, url = remote or "origin", None
     branch = branch or publish_branch()
+    check_publish_branch(branch, remote, force_branch)
     if push:
-        print(f"will force-push _build/html to branch {branch!r} of {remote} ({url})", flush=True)
+        print(f"will force-push _build/html to branch {branch!r} of {remote} (push URL {url})", flush=True)
     else:
         print(f"will commit _build/html to the local branch {branch!r} (no push)", flush=True)
     build(clean=True)
@@ -173,6 +269,27 @@ def publish(remote: str | None, branch: str | None, push: bool) -> None:
     if push:
         args.append("-p")
     run(*args, HTML)
+
+
+def clean() -> None:
+    """Remove _build/. A _build that is a symbolic link (to a bigger disk, say) is refused rather
+    than emptied: deleting through a link removes files outside this checkout, and a link
+    pointing somewhere unexpected would lose them."""
+    if BUILD.is_symlink():
+        fail(f"{BUILD.name} is a symbolic link (to {os.readlink(BUILD)}): clean does not delete through links. "
+             f"Empty that folder yourself, or remove the link (rm {BUILD.name}) and the next build makes a real "
+             f"{BUILD.name}/")
+    if not BUILD.exists():
+        print(f"nothing to remove: there is no {BUILD.name}/")
+        return
+    try:
+        if BUILD.is_dir():
+            shutil.rmtree(BUILD)
+        else:
+            BUILD.unlink()
+    except OSError as exc:
+        fail(f"could not remove {exc.filename or BUILD}: {exc.strerror or exc}")
+    print(f"removed {BUILD.name}/")
 
 
 ORT_DIR = ROOT / "assets" / "vendor" / "onnxruntime-web"
@@ -230,10 +347,13 @@ def main() -> None:
     sub.add_parser("test", help="extra arguments go to pytest")
     p_pub = sub.add_parser("publish")
     p_pub.add_argument("--remote", default=None,
-                       help="git remote name or URL; default origin, only when it is a hosted (https/ssh) URL")
+                       help="git remote name or URL; default origin, only when its push URL is a hosted (https/ssh) URL")
     p_pub.add_argument("--branch", default=None,
                        help="default: the branch the Colab buttons link into (PUBLISH_BRANCH in _ext/book_colab.py)")
     p_pub.add_argument("--no-push", action="store_true", help="commit to the local branch only")
+    p_pub.add_argument("--force-branch", action="store_true",
+                       help="allow a --branch other than the publish branch (never the branch checked out, "
+                            "nor one that holds the project's source)")
     sub.add_parser("pdf", help="build, then print the whole book to _build/pdf/tinyformer.pdf")
     p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")
     p_ort.add_argument("--version", default=ORT_VERSION)
@@ -248,17 +368,29 @@ def main() -> None:
     elif args.task == "test":
         test(extra)
     elif args.task == "publish":
-        publish(args.remote, args.branch, push=not args.no_push)
+        publish(args.remote, args.branch, push=not args.no_push, force_branch=args.force_branch)
     elif args.task == "pdf":
         pdf()
     elif args.task == "vendor-ort":
         vendor_ort(args.version)
     elif args.task == "clean":
-        shutil.rmtree(BUILD, ignore_errors=True)
+        clean()
 
 
-if __name__ == "__main__":
+def cli() -> int:
+    """main() with a tool's manners: a failed command's exit status, and Ctrl-C as one line and
+    status 130 (128 + SIGINT), never a traceback."""
     try:
         main()
     except subprocess.CalledProcessError as exc:
-        sys.exit(exc.returncode)
+        return exc.returncode
+    except KeyboardInterrupt as exc:
+        after_echo = "\n" if sys.stderr.isatty() else ""  # the terminal's "^C" has no newline
+        message = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+        print(f"{after_echo}{message}", file=sys.stderr, flush=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

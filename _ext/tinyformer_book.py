@@ -21,6 +21,9 @@
    deck per chapter from the notebook MyST-NB executed for the page, with a "Slides" button in
    the chapter's header and a page listing every deck (book_slides.py); and an "Open in Colab"
    notebook per chapter with its launch button (book_colab.py).
+7. No builder's paths on the site: tracebacks (the cells tagged raises-exception) and stderr on
+   the pages and in the decks name files relative to the repository (``tinyformer/tokenizer.py``)
+   and the installed packages as ``<site-packages>/``, not the builder's home and Python.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -112,6 +117,60 @@ def _source_read(app, docname, source):
     """Sphinx reads one document at a time and myst-nb executes it while reading: the kernel
     it starts inherits this variable and so knows which chapter it runs."""
     os.environ["TINYFORMER_CHAPTER"] = docname
+
+
+# An absolute path (from /, ~/ or a drive) up to and including a site-packages (or Debian's
+# dist-packages) folder, or a Python's standard library folder (lib/python3.11/): the rest of the
+# path (torch/nn/functional.py) is what a reader needs. A path's characters stop at whitespace,
+# quotes, brackets and the ESC of an ANSI colour code (a traceback in a notebook is coloured).
+_PATH_CHARS = r"(?:~|[A-Za-z]:)?[/\\][^\s\"'()<>\x1b]*"
+_SITE_PACKAGES = re.compile(_PATH_CHARS + r"[/\\](?:site|dist)-packages[/\\]")
+_STDLIB = re.compile(_PATH_CHARS + r"[/\\]lib[/\\]python\d+\.\d+[/\\]")
+
+
+def without_builder_paths(text: str, root: Path = ROOT, home: Path | None = None) -> str:
+    """``text`` (a traceback, stderr) with the builder's folders taken out: installed packages
+    become ``<site-packages>/``, the standard library ``<python>/``, files of the repository
+    relative paths (``tinyformer/tokenizer.py``), and anything else under the home folder
+    ``~/``. IPython writes the home folder as ``~``, so both spellings are replaced."""
+    home = Path.home() if home is None else home
+    text = _SITE_PACKAGES.sub("<site-packages>/", text)
+    text = _STDLIB.sub("<python>/", text)
+    spellings = [str(root)]
+    if root.is_relative_to(home) and root != home:
+        spellings.append("~/" + root.relative_to(home).as_posix())
+    for spelling in spellings:
+        text = text.replace(spelling + os.sep, "").replace(spelling + "/", "")
+        text = re.sub(re.escape(spelling) + r"(?![\w.-])", ".", text)
+    if str(home) not in ("/", ""):
+        text = re.sub(re.escape(str(home)) + r"(?![\w.-])", "~", text)
+    return text
+
+
+def _published_paths_in_outputs(app, doctree):
+    """Error and stderr outputs on a page (MyST-NB's literal blocks with class traceback or
+    stderr), rewritten by without_builder_paths before they are stored and rendered."""
+    for block in doctree.findall(nodes.literal_block):
+        if not {"traceback", "stderr"} & set(block.get("classes", [])):
+            continue
+        text = block.astext()
+        clean = without_builder_paths(text)
+        if clean != text:
+            block.children = [nodes.Text(clean)]
+            block.rawsource = clean
+
+
+def _published_paths_in_notebook(nb) -> None:
+    """The same for the executed notebook a slide deck is made from: error outputs (traceback
+    lines and message) and stderr streams."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [without_builder_paths(line) for line in output.get("traceback", [])]
+                output["evalue"] = without_builder_paths(output.get("evalue", ""))
+            elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = output.get("text", "")
+                output["text"] = without_builder_paths("".join(text) if isinstance(text, list) else text)
 
 
 def _records(app, docname: str) -> list[dict]:
@@ -279,6 +338,7 @@ def _reading_group_outputs(app, exception):
                                       figures=figures, titles=titles, cite=cite, claims=claims)
         try:
             nb = book_slides.executed_notebook(executed, app.config.nb_execution_cache_path)
+            _published_paths_in_notebook(nb)
             deck = book_slides.build_deck(exporter, nb, chapter, slides_dir)
         except book_slides.SlideSourceError as exc:
             raise ExtensionError(f"slides: {exc}") from None
@@ -407,6 +467,7 @@ def setup(app):
     app.connect("config-inited", _config_inited)
     app.connect("source-read", _source_read)
     app.connect("doctree-read", _describe_figures)
+    app.connect("doctree-read", _published_paths_in_outputs)
     app.connect("doctree-read", _cite_this_chapter, priority=400)
     app.connect("build-finished", _write_claims)
     app.add_role("claim", _claim_role)

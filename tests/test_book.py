@@ -171,6 +171,25 @@ def test_figure_descriptions_from_data_reach_the_page(site):
             assert any(record["caption"] in c for c in captions), f"{record['chapter']}: caption of {record['name']}"
 
 
+def test_published_tracebacks_hold_no_builder_paths(site):
+    """The intended-error cells (tagged raises-exception) show tracebacks: they name files
+    relative to the repository and <site-packages>/, not the builder's home, checkout or Python."""
+    import sys
+
+    leaks = {str(ROOT), str(Path.home()), sys.prefix, sys.base_prefix} - {"/", ""}
+    shown = {}
+    for path in [*HTML.glob("*.html"), *(HTML / "slides").glob("*.slides.html")]:
+        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        blocks = soup.select(".output.traceback, .output.stderr, [data-mime-type='application/vnd.jupyter.stderr']")
+        for block in blocks:
+            text = block.get_text()
+            shown[path.name] = shown.get(path.name, "") + text
+            assert not [leak for leak in leaks if leak in text], f"{path.name}: a builder's path in {text[:300]!r}"
+            assert not re.search(r"[/\\](site|dist)-packages[/\\]", text), f"{path.name}: {text[:300]!r}"
+    assert "tokens.html" in shown, f"no traceback found on the tokens page; pages with one: {sorted(shown)}"
+    assert re.search(r"(?<![\w/~.])tinyformer/tokenizer\.py", shown["tokens.html"]), shown["tokens.html"][:600]
+
+
 # One symbol per quantity (the cheat sheet's table): spellings the book has retired.
 RETIRED = {
     r"\bd_k\b|d_\{k\}": "the head width is d_head",

@@ -5,11 +5,14 @@ deliberately wrong implementation must fail and be named as exactly its own mist
 bad reader files must cost one clear line each, never the run.
 """
 
+import functools
 import importlib
 import inspect
 import io
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 import types
@@ -22,7 +25,7 @@ import tinyformer.exercises
 from tinyformer.exercises import CHAPTERS, CLASSIC, COMPONENTS, check, check_dir, diagnose, find_component, init
 from tinyformer.exercises.__main__ import main
 from tinyformer.exercises.attention.hints import attention_unscaled
-from tinyformer.exercises.checker import evaluate
+from tinyformer.exercises.checker import MAX_TIMEOUT, REFERENCE_CALLABLES, evaluate, resolve
 from tinyformer.exercises.positions.hints import rope_halves
 
 EXERCISES = Path(tinyformer.exercises.__file__).parent  # one folder per chapter
@@ -125,6 +128,7 @@ def test_reference_solution_passes(component):
     result = evaluate(component, solution(component))
     assert result.status == "pass", result.lines()
     assert diagnose(solution(component), component.name) == []  # every detector stays silent
+    assert result.reference_call == "" and not any("note:" in line for line in result.lines())
 
 
 @pytest.mark.parametrize("component,mistake", ALL_MISTAKES, ids=lambda x: getattr(x, "qualname", None) or x.title)
@@ -280,6 +284,44 @@ def test_infinite_loop_times_out_without_fork_too():
 def test_a_crashing_process_is_one_line():
     result = check(lambda x, dim=-1: os._exit(3), "softmax", quiet=True).results[0]
     assert result.status == "error" and "crashed" in result.summary
+    assert "exit code 3" in result.summary  # the child is waited for before its exit code is read
+
+
+def _interrupts(x, dim=-1):
+    raise KeyboardInterrupt
+
+
+def test_a_keyboard_interrupt_the_readers_code_raises_is_named_with_its_line():
+    """It used to read "the check crashed (exit code None)"."""
+    result = check(_interrupts, "softmax", quiet=True).results[0]
+    assert result.status == "error" and result.summary.startswith("raised KeyboardInterrupt"), result.summary
+    assert "test_exercises.py, line" in result.summary and "raise KeyboardInterrupt" in result.summary
+
+
+def test_ctrl_c_during_check_is_one_line_and_exit_130(tmp_path):
+    """SIGINT (what Ctrl-C sends) to `python -m tinyformer.exercises check` while a component
+    runs: one line, exit status 130, and the child running the reader's code is gone."""
+    started = tmp_path / "started"
+    (tmp_path / "attention.py").write_text(
+        f"import os, pathlib\npathlib.Path({str(started)!r}).write_text(str(os.getpid()))\nwhile True:\n    pass\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "tinyformer.exercises", "check", str(tmp_path), "--chapter",
+                             "attention", "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (started.exists() and started.read_text()) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert started.exists(), proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert err.strip() == "interrupted" and "Traceback" not in out + err
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(started.read_text()), 0)  # the child was killed and reaped
 
 
 # ------------------------------------------------------------- init and CLI
@@ -384,7 +426,153 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["check", str(tmp_path), "--timeout", "0"])
     assert "--timeout must be positive" in capsys.readouterr().err
+    for bad in ("nan", "inf", "1e300", "-1"):  # nan and inf used to end in a raw traceback
+        with pytest.raises(SystemExit) as exc:
+            main(["check", str(tmp_path), "--timeout", bad])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "Traceback" not in err
+        assert f"error: --timeout must be positive and at most {MAX_TIMEOUT:g} seconds, got {float(bad):g}" in err
+    with pytest.raises(ValueError, match="timeout must be positive and at most 86400 seconds"):
+        check(torch.softmax, "softmax", timeout=float("inf"))
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit):
         main(["init", str(tmp_path / "file")])
     assert "not a folder" in capsys.readouterr().err
+
+
+# ------------------------------------ calling the reference, printing a lot, links, rights
+
+
+def test_an_implementation_that_is_or_calls_the_reference_passes_with_a_note():
+    """`softmax = torch.softmax` used to pass without a word."""
+    import torch.nn.functional as F
+
+    import tinyformer as tf
+
+    def calls(x, dim=-1):
+        return torch.softmax(x, dim)
+
+    def method(x, dim=-1):
+        return x.softmax(dim)
+
+    @functools.wraps(tf.softmax)
+    def wraps(*args, **kwargs):
+        return tf.softmax(*args, **kwargs)
+
+    expected = {  # (torch.softmax itself needs dim, so it fails the first case)
+        tf.softmax: "is tinyformer.softmax",
+        calls: "calls torch.softmax",
+        method: "calls torch.Tensor.softmax",
+        wraps: "wraps tinyformer.softmax",
+        functools.partial(torch.softmax, dim=-1): "wraps torch.softmax",
+        lambda x, dim=-1: F.softmax(x, dim): "calls torch.nn.functional.softmax",
+    }
+    for impl, how in expected.items():
+        out = io.StringIO()
+        result = check(impl, "softmax", out=out)["softmax"]
+        assert result.passed, result.lines()
+        assert (f"note: your softmax {how}, the reference it is checked against: it passes, but write it yourself"
+                in out.getvalue()), (how, out.getvalue())
+        assert result.reference_call == how.split()[-1]
+
+    class LayerNorm(torch.nn.Module):  # the reader's parameters, PyTorch's function
+        def __init__(self, d_model, eps=1e-5):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(d_model))
+            self.bias = torch.nn.Parameter(torch.zeros(d_model))
+            self.eps = eps
+
+        def forward(self, x):
+            return F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+
+    result = check(LayerNorm, "LayerNorm", quiet=True)["LayerNorm"]
+    assert result.passed and result.reference_call == "torch.nn.functional.layer_norm", result.lines()
+
+    class RMSNorm(tf.RMSNorm):
+        pass
+
+    result = check(RMSNorm, "RMSNorm", quiet=True)["RMSNorm"]
+    assert result.passed and "note: your RMSNorm subclasses tinyformer.RMSNorm" in "\n".join(result.lines())
+    # Building blocks are not the reference: sampling calls torch.softmax, SwiGLU F.silu.
+    from tinyformer.exercises.multihead.solution import SwiGLU
+    from tinyformer.exercises.sampling.solution import top_k_distribution
+
+    assert check(top_k_distribution, "top_k_distribution", quiet=True)["top_k_distribution"].reference_call == ""
+    assert check(SwiGLU, "SwiGLU", quiet=True)["SwiGLU"].reference_call == ""
+
+
+def test_the_note_reaches_the_cli_for_a_file_that_imports_the_reference(tmp_path, capsys):
+    shortcut = "\n\ndef softmax(x, dim=-1):\n    return torch.softmax(x, dim)\n"  # replaces the one above
+    (tmp_path / "attention.py").write_text(reader_solution("attention") + shortcut)
+    assert main(["check", str(tmp_path), "--chapter", "attention"]) == 0
+    out = capsys.readouterr().out
+    assert "note: your softmax calls torch.softmax, the reference it is checked against: it passes" in out
+    assert out.count("note:") == 1  # scaled_dot_product_attention is the reader's own
+
+
+def test_every_reference_callable_exists():
+    assert set(REFERENCE_CALLABLES) <= {c.qualname for c in COMPONENTS}
+    for names in REFERENCE_CALLABLES.values():
+        for dotted in names:
+            assert resolve(dotted) is not None, dotted
+
+
+def _prints_50_mb(x, dim=-1):
+    if x.shape == (2, 3, 5):  # the first case only
+        print("x" * 50_000_000)
+        print("and a second line")
+    return torch.softmax(x, dim)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_a_huge_printed_line_is_cut_in_characters(isolate):
+    """One 50 MB line used to be echoed whole into the report."""
+    out = io.StringIO()
+    result = check(_prints_50_mb, "softmax", isolate=isolate, out=out)["softmax"]
+    assert result.passed and result.output_chars == 50_000_000 + 1 + 18 and result.output_lines == 2
+    assert len(result.output) <= tinyformer.exercises.checker.OUTPUT_LIMIT
+    text = out.getvalue()
+    assert len(text) < 3000, len(text)
+    assert ("your code printed (2 lines, 50,000,019 characters, the first 1 shown, lines cut at 200 characters):"
+            in text)
+    assert "x" * 200 + " …\n" in text
+
+
+def test_many_printed_lines_show_the_first_ten():
+    def chatty(x, dim=-1):
+        for i in range(10_000):
+            print(f"line {i}")
+        return torch.softmax(x, dim)
+
+    lines = check(chatty, "softmax", quiet=True)["softmax"].lines()
+    header = next(line for line in lines if "your code printed" in line)
+    # 4 cases, 10,000 lines each
+    assert header.strip() == "your code printed (40,000 lines, 395,560 characters, the first 10 shown):"
+    assert lines[-1].strip() == "line 9" and len(lines) < 20
+
+
+def test_init_refuses_a_symbolic_link_even_a_dangling_one(tmp_path, capsys):
+    """It followed a link that pointed nowhere and wrote outside the folder."""
+    folder, outside = tmp_path / "mine", tmp_path / "outside" / "written-through-the-link.py"
+    folder.mkdir()
+    outside.parent.mkdir()
+    (folder / "attention.py").symlink_to(outside)
+    with pytest.raises(SystemExit) as exc:
+        main(["init", str(folder)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert f"{folder / 'attention.py'} is a symbolic link (to {outside}): init never writes through a link" in err
+    assert not outside.exists() and sorted(p.name for p in folder.iterdir()) == ["attention.py"]  # nothing written
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        init(folder, out=io.StringIO())
+
+
+def test_init_and_check_help_say_the_readers_code_runs_with_their_rights(tmp_path, capsys):
+    assert main(["init", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"Check imports and runs the .py files in {tmp_path} with your own rights" in out
+    assert "not a sandbox" in out
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "with your own rights" in help_text and "not a sandbox" in help_text

@@ -2,14 +2,23 @@
 references, and, when it is wrong, say how, and name the mistake if it is a known one.
 
 Each component is checked in a forked child process with a time limit, so code that
-loops forever, crashes or prints a lot costs one line of the report, not the run.
+loops forever, crashes or prints a lot costs one line of the report, not the run. The child
+is not a sandbox: the reader's files run with the reader's own rights, like any script they
+run (they can read, write and delete what the reader can).
+
+An implementation that is, or calls, the very function it is checked against (``softmax =
+torch.softmax``) passes, with a note saying so (:data:`REFERENCE_CALLABLES`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import importlib
+import inspect
 import io
+import math
 import multiprocessing
 import os
 import signal
@@ -28,6 +37,9 @@ from .component import Case, Component, WrongReturn, describe
 from .registry import BY_NAME, CHAPTERS, COMPONENTS
 
 DEFAULT_TIMEOUT = 30.0  # seconds per component; the reference solutions need well under one
+MAX_TIMEOUT = 86400.0  # a day: longer is a typo, and poll()/setitimer() overflow on huge values
+OUTPUT_LIMIT = 20_000  # characters of the reader's printed output kept (the rest is counted, not kept)
+SHOWN_LINES, SHOWN_LINE_CHARS = 10, 200  # of those, what the report echoes
 _READER_PACKAGE = "_tinyformer_reader"  # the reader's folder is imported as this package
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tinyformer/
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
@@ -42,7 +54,10 @@ class Result:
     summary: str  # one line
     details: list[str] = field(default_factory=list)
     mistakes: list[str] = field(default_factory=list)  # names of the known mistakes it matches
-    output: str = ""  # what the reader's code printed
+    output: str = ""  # what the reader's code printed: its first OUTPUT_LIMIT characters
+    output_chars: int = 0  # how many characters it printed in all (0: len(output))
+    output_lines: int = 0  # how many lines, when output is cut short (0: count them in output)
+    reference_call: str = ""  # the reference it is or calls ("torch.softmax"), if any
 
     @property
     def passed(self) -> bool:
@@ -52,10 +67,27 @@ class Result:
         mark = "✓" if self.passed else "✗"
         out = [f"{mark} {self.component:<42} {self.summary}"]
         out += [f"    {line}" for line in self.details]
+        out += self._printed()
+        return out
+
+    def _printed(self) -> list[str]:
+        """What the reader's code printed, at most SHOWN_LINES lines of SHOWN_LINE_CHARS
+        characters: one 50 MB line costs a line of the report, not 50 MB."""
         printed = self.output.strip().splitlines()
-        if printed:
-            out.append(f"    your code printed ({len(printed)} lines{', first 10' if len(printed) > 10 else ''}):")
-            out += [f"      {line}" for line in printed[:10]]
+        if not printed:
+            return []
+        cut_short = self.output_chars > len(self.output)
+        n_lines = self.output_lines if cut_short and self.output_lines else len(printed)
+        notes = [f"{n_lines:,} lines" if n_lines != 1 else "1 line"]
+        if cut_short:
+            notes.append(f"{self.output_chars:,} characters")
+        shown = printed[:SHOWN_LINES]
+        if n_lines > len(shown):
+            notes.append(f"the first {len(shown)} shown")
+        if any(len(line) > SHOWN_LINE_CHARS for line in shown):
+            notes.append(f"lines cut at {SHOWN_LINE_CHARS} characters")
+        out = [f"    your code printed ({', '.join(notes)}):"]
+        out += [f"      {line[:SHOWN_LINE_CHARS]}" + (" …" if len(line) > SHOWN_LINE_CHARS else "") for line in shown]
         return out
 
 
@@ -274,6 +306,157 @@ def _matching_mistakes(component: Component, cases: list[Case], outputs: list) -
     return found
 
 
+# ------------------------------------------- calling the reference instead of writing it
+
+# What each component is checked against, as a reader could call it instead of writing it:
+# tinyformer's implementation and PyTorch's (dotted names; a tensor method as
+# "torch.Tensor.softmax"). The building blocks a component is made of are not listed: torch.tril
+# for a mask, F.linear and F.silu for SwiGLU, Counter for counting pairs, the reader's own
+# cross_entropy for next_token_loss.
+REFERENCE_CALLABLES: dict[str, tuple[str, ...]] = {
+    "attention.softmax": ("torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax",
+                          "torch.Tensor.softmax", "torch.nn.Softmax", "tinyformer.softmax"),
+    "attention.scaled_dot_product_attention": ("torch.nn.functional.scaled_dot_product_attention",
+                                               "tinyformer.scaled_dot_product_attention"),
+    "masks.causal_mask": ("tinyformer.causal_mask",),
+    "masks.masked_attention": ("torch.nn.functional.scaled_dot_product_attention",
+                               "tinyformer.scaled_dot_product_attention"),
+    "positions.sinusoidal_positions": ("tinyformer.sinusoidal_positional_encoding",
+                                       "tinyformer.SinusoidalPositionalEncoding"),
+    "positions.rope": ("tinyformer.RotaryPositionalEmbedding",),
+    "multihead.MultiHeadAttention": ("torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward",
+                                     "tinyformer.MultiHeadAttention"),
+    "multihead.SwiGLU": ("tinyformer.SwiGLU",),
+    "normalization.LayerNorm": ("torch.nn.functional.layer_norm", "torch.layer_norm", "torch.nn.LayerNorm",
+                                "tinyformer.LayerNorm"),
+    "normalization.RMSNorm": ("torch.nn.functional.rms_norm", "torch.rms_norm", "torch.nn.RMSNorm",
+                              "tinyformer.RMSNorm"),
+    "normalization.TransformerBlock": ("tinyformer.TransformerBlock",),
+    "language_model.TransformerLM": ("tinyformer.TransformerLM",),
+    "training.cross_entropy": ("torch.nn.functional.cross_entropy", "torch.nn.CrossEntropyLoss",
+                               "tinyformer.cross_entropy"),
+    "training.next_token_loss": ("tinyformer.lm_loss",),
+    "training.adamw_step": ("torch.optim.AdamW", "tinyformer.AdamW"),
+    "sampling.top_k_distribution": ("tinyformer.next_token_distribution",),
+    "sampling.top_p_distribution": ("tinyformer.next_token_distribution",),
+}
+
+_EXERCISES_DIR = os.path.dirname(os.path.abspath(__file__))
+# The checker's own files: what they call (the reference modules, AdamW's runner) is not the reader's.
+_MACHINERY = {os.path.join(_EXERCISES_DIR, name) for name in ("checker.py", "component.py")} | {
+    os.path.join(_EXERCISES_DIR, chapter, "checks.py") for chapter in CHAPTERS
+}
+
+
+@functools.lru_cache(maxsize=None)
+def resolve(dotted: str):
+    """The object a dotted name refers to ("torch.nn.functional.softmax"), or None."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        return obj
+    return None
+
+
+def _code_of(obj):
+    """The code object a Python callable runs, through decorators (functools.wraps)."""
+    try:
+        return inspect.unwrap(obj).__code__
+    except (AttributeError, ValueError, TypeError):
+        return None
+
+
+class _References:
+    """A component's reference callables, in the forms a call to them takes: Python code
+    objects (functions; a class's own __init__, forward, step and __call__), C functions, and
+    tensor methods by name."""
+
+    def __init__(self, component: Component):
+        self.objects: list[tuple[str, object]] = []
+        self.codes: dict = {}
+        self.builtins: dict[int, str] = {}
+        self.tensor_methods: dict[str, str] = {}
+        for dotted in REFERENCE_CALLABLES.get(component.qualname, ()):
+            obj = resolve(dotted)
+            if obj is None:
+                continue
+            self.objects.append((dotted, obj))
+            if isinstance(obj, type):
+                for name in ("__init__", "forward", "step", "__call__"):
+                    code = _code_of(obj.__dict__.get(name))
+                    if code is not None:
+                        self.codes.setdefault(code, dotted)
+            elif dotted.startswith("torch.Tensor."):
+                self.tensor_methods[dotted.rsplit(".", 1)[1]] = dotted
+            elif _code_of(obj) is not None:
+                self.codes.setdefault(_code_of(obj), dotted)
+            else:
+                self.builtins[id(obj)] = dotted
+
+    def identical(self, impl) -> tuple[str, str] | None:
+        """(dotted name, "is" / "wraps" / "subclasses") when ``impl`` is a reference, wraps one
+        (functools.partial, functools.wraps) or subclasses one; else None."""
+        try:
+            unwrapped = inspect.unwrap(impl)
+        except ValueError:  # a __wrapped__ cycle
+            unwrapped = impl
+        wrapped = [unwrapped, impl.func] if isinstance(impl, functools.partial) else [unwrapped]
+        for dotted, obj in self.objects:
+            if impl is obj:
+                return dotted, "is"
+            if any(w is obj for w in wrapped):
+                return dotted, "wraps"
+            if isinstance(obj, type) and isinstance(impl, type) and issubclass(impl, obj):
+                return dotted, "subclasses"
+        return None
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Record the first call to a reference while the block runs (sys.setprofile sees
+        Python and C calls alike), unless the checker itself made it. Yields a list that holds
+        the reference's dotted name afterwards, if one was called."""
+        found: list[str] = []
+        if not self.objects:
+            yield found
+            return
+        codes, builtins, methods = self.codes, self.builtins, self.tensor_methods
+
+        def profile(frame, event, arg):
+            if found:
+                return
+            if event == "call":
+                dotted = codes.get(frame.f_code)
+                caller = frame.f_back
+            elif event == "c_call":
+                dotted = builtins.get(id(arg))
+                if dotted is None and methods:
+                    name = getattr(arg, "__name__", None)
+                    if name in methods and isinstance(getattr(arg, "__self__", None), torch.Tensor):
+                        dotted = methods[name]
+                caller = frame
+            else:
+                return
+            if dotted is not None and (caller is None or caller.f_code.co_filename not in _MACHINERY):
+                found.append(dotted)
+
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            yield found
+        finally:
+            sys.setprofile(previous)
+
+
+def _reference_note(component: Component, dotted: str, how: str) -> str:
+    return (f"note: your {component.name} {how} {dotted}, the reference it is checked against: it passes, "
+            f"but write it yourself")
+
+
 # ------------------------------------------------------------ one component
 
 
@@ -304,9 +487,12 @@ def evaluate(component: Component, impl, expected: list[dict] | None = None) -> 
         return Result(name, "error", problem)
     cases = component.cases()
     outputs = []
+    shortcuts, called = _References(component), []
     for case in cases:
         try:
-            outputs.append(_run(component, impl, case))
+            with shortcuts.watch() as calls:
+                outputs.append(_run(component, impl, case))
+            called += calls
         except NotImplementedError as exc:
             return Result(name, "todo", "not yet implemented" + (f" ({exc})" if str(exc) else ""))
         except _Problem as exc:
@@ -327,7 +513,12 @@ def evaluate(component: Component, impl, expected: list[dict] | None = None) -> 
                 hints = {m.title: m.hint for m in component.mistakes}
                 details += [f"looks like: {m}. Hint: {hints[m]}" for m in mistakes]
                 return Result(name, "fail", f"wrong on {case.label}", details, mistakes)
-    return Result(name, "pass", f"{len(cases)} cases, vs {' and '.join(component.references)}")
+    result = Result(name, "pass", f"{len(cases)} cases, vs {' and '.join(component.references)}")
+    dotted, how = shortcuts.identical(impl) or ((called[0], "calls") if called else ("", ""))
+    if dotted:
+        result.reference_call = dotted
+        result.details.append(_reference_note(component, dotted, how))
+    return result
 
 
 def diagnose(impl, name: str) -> list[str]:
@@ -341,30 +532,99 @@ def diagnose(impl, name: str) -> list[str]:
 # -------------------------------------------------- isolation and time limits
 
 
-def _capture(job) -> Result:
-    """Run ``job()`` -> Result, keeping what it prints."""
-    buffer = io.StringIO()
+class _CappedText(io.TextIOBase):
+    """A text sink that keeps the first ``limit`` characters written to it and counts the
+    rest: printing 50 MB costs a count, not 50 MB of memory, pipe and report."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT):
+        super().__init__()
+        self.limit, self.chars, self.line_ends, self._kept, self._last = limit, 0, 0, [], ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.limit - min(self.chars, self.limit)
+        if room:
+            self._kept.append(text[:room])
+        self.chars += len(text)
+        self.line_ends += text.count("\n")
+        self._last = text[-1:] or self._last
+        return len(text)
+
+    @property
+    def lines(self) -> int:
+        return self.line_ends + (1 if self._last not in ("", "\n") else 0)
+
+    def getvalue(self) -> str:
+        return "".join(self._kept)
+
+
+def _capture(job, *, in_child: bool = False) -> Result:
+    """Run ``job()`` -> Result, keeping (the start of) what it prints. In a forked child a
+    KeyboardInterrupt can only be the reader's own (the child ignores Ctrl-C, which the parent
+    handles), so it is reported like any exception."""
+    caught = (Exception, SystemExit, KeyboardInterrupt) if in_child else (Exception, SystemExit)
+    buffer = _CappedText()
     with redirect_stdout(buffer), redirect_stderr(buffer):
         try:
             result = job()
         except _Timeout:
             raise
-        except (Exception, SystemExit) as exc:  # the checker itself must never take the run down
+        except caught as exc:  # the checker itself must never take the run down
             result = Result("?", "error", f"raised {type(exc).__name__}: {exc}{_where(exc)}".replace("\n", " "))
     result.output = buffer.getvalue()
+    result.output_chars, result.output_lines = buffer.chars, buffer.lines
     return result
 
 
 def _child(conn, job) -> None:
+    # Ctrl-C at the terminal reaches the whole process group: the parent stops the run (and
+    # kills this child); a KeyboardInterrupt here is then only one the reader's code raised.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked child must not enter the OpenMP thread pool the parent already started: that
     # pool's threads do not exist here, and the first parallel op would wait for them forever.
     # One thread runs every op inline (and these inputs are tiny).
     torch.set_num_threads(1)
     try:
-        conn.send(_capture(job))
+        try:
+            result = _capture(job, in_child=True)
+        except BaseException as exc:  # a fault of the checker's own: still a verdict, not a silent exit
+            result = Result("?", "error", f"the checker itself failed: {type(exc).__name__}: {exc}")
+        conn.send(result)
     finally:
         conn.close()
         os._exit(0)  # skip the parent's atexit handlers and buffers, inherited by fork
+
+
+def _crashed(label: str, process) -> Result:
+    """The child ended without sending a verdict: say how it ended."""
+    process.join(5)  # exitcode is None until the process has been waited for
+    code = process.exitcode
+    if code is None:
+        how = "it ended without a verdict"
+    elif code < 0:
+        try:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exit code {code}"
+    return Result(label, "error", f"the check crashed ({how}): your code ended the process (os._exit, a crash in C?)")
+
+
+def validate_timeout(timeout) -> float:
+    """``timeout`` as seconds, or ValueError naming the allowed range (nan, inf and 1e300 would
+    overflow the timers or never end)."""
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"timeout must be a number of seconds, got {timeout!r}") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        raise ValueError(f"timeout must be positive and at most {MAX_TIMEOUT:g} seconds, got {timeout!r}")
+    return seconds
 
 
 def _run_limited(job, label: str, timeout: float, isolate: bool) -> Result:
@@ -382,9 +642,9 @@ def _run_limited(job, label: str, timeout: float, isolate: bool) -> Result:
             elif process.is_alive():
                 result = Result(label, "timeout", f"timed out after {timeout:g} s (an infinite loop?)")
             else:
-                result = Result(label, "error", f"the check crashed (exit code {process.exitcode})")
+                result = _crashed(label, process)
         except EOFError:
-            result = Result(label, "error", f"the check crashed (exit code {process.exitcode})")
+            result = _crashed(label, process)
         finally:
             if process.is_alive():
                 process.kill()
@@ -508,6 +768,7 @@ def check(impl, name: str, *, timeout: float = DEFAULT_TIMEOUT, isolate: bool = 
     Prints a ✓/✗ line (and, on failure, what was expected, what came back, and the
     name of the mistake when it is a known one) and returns a :class:`Report`.
     """
+    timeout = validate_timeout(timeout)
     component = find_component(name)
 
     def make_job(component):
@@ -518,7 +779,9 @@ def check(impl, name: str, *, timeout: float = DEFAULT_TIMEOUT, isolate: bool = 
 
 
 def check_dir(directory, chapter: str | None = None, *, timeout: float = DEFAULT_TIMEOUT, isolate: bool = True, quiet: bool = False, out=None) -> Report:
-    """Check the files ``init`` wrote in ``directory`` (all chapters, or one)."""
+    """Check the files ``init`` wrote in ``directory`` (all chapters, or one). They are imported
+    and run with your own rights, like any script you run: check only code you trust."""
+    timeout = validate_timeout(timeout)
     directory = Path(directory).resolve()
     if not directory.is_dir():
         raise FileNotFoundError(f"no folder {directory}: create the starter files with python -m tinyformer.exercises init {directory}")
