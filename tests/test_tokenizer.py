@@ -2,11 +2,15 @@ import json
 import random
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
-from hypothesis import given, settings
+import torch
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import tinyformer.tokenizer as tokenizer_module
 from tinyformer.tokenizer import (
     _PRETOKENIZE,
     BPETokenizer,
@@ -62,7 +66,7 @@ def test_special_tokens_are_whole_and_never_merged():
     tok = BPETokenizer.train(text, 262, special_tokens=[SPECIAL])
     special_bytes = SPECIAL.encode()
     assert all(special_bytes not in tok.vocab[i] for i in range(tok.first_merge_id, tok.vocab_size))
-    ids = tok.encode(f"x{SPECIAL}y")
+    ids = tok.encode(f"x{SPECIAL}y", allowed_special="all")
     assert ids.count(tok.special_to_id[SPECIAL]) == 1
     assert tok.decode(ids) == f"x{SPECIAL}y"
 
@@ -70,7 +74,7 @@ def test_special_tokens_are_whole_and_never_merged():
 def test_overlapping_special_tokens_longest_first():
     double = "<|a|><|a|>"
     tok = BPETokenizer([], special_tokens=["<|a|>", double])
-    ids = tok.encode("<|a|><|a|><|a|>")
+    ids = tok.encode("<|a|><|a|><|a|>", allowed_special="all")
     assert ids == [tok.special_to_id[double], tok.special_to_id["<|a|>"]]
 
 
@@ -83,7 +87,7 @@ def test_special_token_errors_name_the_entry():
 
 
 def test_bpe_compresses(bpe):
-    assert bytes_per_token(bpe, CORPUS) > 2.0
+    assert bytes_per_token(bpe, CORPUS, allowed_special="all") > 2.0
     assert bytes_per_token(BPETokenizer([]), CORPUS) == 1.0
 
 
@@ -98,15 +102,15 @@ def test_bpe_round_trips_any_unicode(text):
 @given(st.lists(st.text(alphabet=st.sampled_from(list("ab <|endoftext|>\n\t'sé🙂1")), max_size=15), max_size=8))
 def test_encode_iterable_equals_encode_for_any_chunking(chunks):
     tok = _MODULE_BPE
-    assert list(tok.encode_iterable(chunks)) == tok.encode("".join(chunks))
+    assert list(tok.encode_iterable(chunks, allowed_special="all")) == tok.encode("".join(chunks), allowed_special="all")
 
 
 def test_encode_iterable_streams_a_file(tmp_path, bpe):
     path = tmp_path / "corpus.txt"
     path.write_text(CORPUS * 3, encoding="utf-8")
     with open(path, encoding="utf-8") as f:
-        streamed = list(bpe.encode_iterable(f))
-    assert streamed == bpe.encode(CORPUS * 3)
+        streamed = list(bpe.encode_iterable(f, allowed_special="all"))
+    assert streamed == bpe.encode(CORPUS * 3, allowed_special="all")
 
 
 @settings(max_examples=200, deadline=None)
@@ -139,7 +143,7 @@ def test_save_and_load(tmp_path, bpe):
     bpe.save(tmp_path / "bpe.json")
     loaded = load_tokenizer(tmp_path / "bpe.json")
     assert isinstance(loaded, BPETokenizer) and loaded.merges == bpe.merges
-    assert loaded.encode(CORPUS) == bpe.encode(CORPUS)
+    assert loaded.encode(CORPUS, allowed_special="all") == bpe.encode(CORPUS, allowed_special="all")
     char = CharTokenizer.from_text(CORPUS)
     char.save(tmp_path / "char.json")
     assert load_tokenizer(tmp_path / "char.json").chars == char.chars
@@ -193,6 +197,7 @@ BAD_FILES = {
     "missing special_tokens": ({"format": "tinyformer-bpe-v1", "merges": []}, r"missing required key 'special_tokens'"),
     "special tokens a string": ({**BPE_OK, "special_tokens": "<|x|>"}, r"'special_tokens' must be a list of strings, got a string '<\|x\|>'"),
     "special token not a string": ({**BPE_OK, "special_tokens": [5]}, r"special_tokens\[0\] must be a non-empty string, got 5"),
+    "single-byte special token": ({**BPE_OK, "special_tokens": ["a"]}, r"special token 'a' is a single byte: it would make that byte unencodable as text"),
     "duplicate special token": ({**BPE_OK, "special_tokens": ["<|x|>", "<|x|>"]}, r"special_tokens\[1\] '<\|x\|>' repeats special_tokens\[0\]"),
     "unexpected key": ({**BPE_OK, "vocab_size": 300}, r"unexpected key\(s\) \['vocab_size'\] in a tinyformer-bpe-v1 file"),
     # characters
@@ -229,7 +234,7 @@ def test_the_good_files_of_the_strict_loader_tests_load(tmp_path):
         tok = load_tokenizer(path)
         text = tok.decode(ids)
         assert text == {"tinyformer-bpe-v1": "ababc<|x|>", "tinyformer-char-v1": "ab\n", "tinyformer-bpe-vocab-v1": "abc"}[content["format"]]
-        assert tok.encode(text) == ids
+        assert tok.encode(text, allowed_special="all") == ids
 
 
 def test_repeated_json_keys_are_refused_not_dropped(tmp_path):
@@ -264,11 +269,11 @@ def test_from_vocab_keeps_the_given_ids(bpe, tmp_path):
     assert permuted.special_to_id[SPECIAL] == perm[bpe.special_to_id[SPECIAL]]
     texts = [CORPUS, f"unseen wörds{SPECIAL}and   spaces\n", "", "🙂" * 7 + "aaaaaaa"]
     for text in texts:
-        ids = bpe.encode(text)
-        assert permuted.encode(text) == [perm[i] for i in ids]
-        assert permuted.decode(permuted.encode(text)) == text
+        ids = bpe.encode(text, allowed_special="all")
+        assert permuted.encode(text, allowed_special="all") == [perm[i] for i in ids]
+        assert permuted.decode(permuted.encode(text, allowed_special="all")) == text
         assert permuted.decode([perm[i] for i in ids]) == bpe.decode(ids)
-    assert list(permuted.encode_iterable(CORPUS.splitlines(keepends=True))) == permuted.encode(CORPUS)
+    assert list(permuted.encode_iterable(CORPUS.splitlines(keepends=True), allowed_special="all")) == permuted.encode(CORPUS, allowed_special="all")
     unused = next(i for i in range(max(permuted.vocab)) if i not in permuted.vocab)
     with pytest.raises(ValueError, match=rf"unknown token id {unused}: this tokenizer has 340 ids, from \d+ to \d+, with gaps"):
         permuted.decode([unused])
@@ -276,12 +281,12 @@ def test_from_vocab_keeps_the_given_ids(bpe, tmp_path):
     permuted.save(tmp_path / "vocab.json")
     assert json.loads((tmp_path / "vocab.json").read_text())["format"] == "tinyformer-bpe-vocab-v1"
     loaded = load_tokenizer(tmp_path / "vocab.json")
-    assert loaded.vocab == permuted.vocab and loaded.encode(CORPUS) == permuted.encode(CORPUS)
+    assert loaded.vocab == permuted.vocab and loaded.encode(CORPUS, allowed_special="all") == permuted.encode(CORPUS, allowed_special="all")
 
 
 def test_from_vocab_with_our_own_layout_equals_the_trained_tokenizer(bpe):
     same = BPETokenizer.from_vocab(bpe.vocab, bpe.merges_as_bytes(), [SPECIAL])
-    assert same.merges == bpe.merges and same.encode(CORPUS) == bpe.encode(CORPUS)
+    assert same.merges == bpe.merges and same.encode(CORPUS, allowed_special="all") == bpe.encode(CORPUS, allowed_special="all")
 
 
 def _byte_vocab(extra=None):
@@ -401,7 +406,7 @@ def test_fast_trainer_equals_reference_on_random_texts(text, vocab_size, with_sp
         warnings.simplefilter("ignore")  # small texts run out of pairs
         tok = BPETokenizer.train(text, vocab_size, special_tokens=special)
     assert tok.merges == _reference_train(text, vocab_size, special)
-    assert tok.encode(text) == _reference_encode(tok, text)
+    assert tok.encode(text, allowed_special="all") == _reference_encode(tok, text)
 
 
 def test_fast_trainer_equals_reference_on_long_pieces_without_whitespace():
@@ -416,7 +421,7 @@ def test_fast_trainer_equals_reference_on_long_pieces_without_whitespace():
 
 
 def test_trained_tokenizer_encodes_like_the_reference(bpe):
-    assert bpe.encode(CORPUS) == _reference_encode(bpe, CORPUS)
+    assert bpe.encode(CORPUS, allowed_special="all") == _reference_encode(bpe, CORPUS)
 
 
 def test_training_progress_bar(capsys):
@@ -425,4 +430,197 @@ def test_training_progress_bar(capsys):
     assert "BPE merges" in err and "3/3" in err
 
 
+# ---------------------------------------------------------------- streaming equals encode, in linear time
+
+
+@contextmanager
+def _stream_step(step):
+    """encode_iterable searches for a cut once ``_STREAM_STEP`` characters have gathered; a small
+    step makes short texts exercise the search (a search at every chunk when 0 and nothing is kept)."""
+    old = getattr(tokenizer_module, "_STREAM_STEP", None)
+    tokenizer_module._STREAM_STEP = step
+    try:
+        yield
+    finally:
+        if old is None:
+            del tokenizer_module._STREAM_STEP
+        else:
+            tokenizer_module._STREAM_STEP = old
+
+
+_STREAM_PIECES = st.sampled_from(
+    ["a", "b", "l", "s", "x", "'", " ", "  ", "\n", "\t", "é", "🙂", "1", ",", "<", "|", ">", "<|", "|>",
+     SPECIAL, SPECIAL[:-1], "<|a|>", "<|a|><|a|>", "é🙂", "'ll", "they're", " won't", "low", "er", "   "]
+)
+
+
+@st.composite
+def _chunked_texts(draw):
+    """A text and a chunking of it: one character per chunk, or cut at random points (empty chunks too)."""
+    text = "".join(draw(st.lists(_STREAM_PIECES, max_size=40)))
+    if draw(st.booleans()):
+        return text, list(text)
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=len(text) + 2)))
+    return text, [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+
+
+def _assert_stream_equals_encode(tok, text, chunks, **options):
+    try:
+        want = tok.encode(text, **options)
+    except ValueError as exc:
+        assert "special token" in str(exc)
+        with pytest.raises(ValueError, match="special token"):
+            list(tok.encode_iterable(chunks, **options))
+        return
+    assert list(tok.encode_iterable(chunks, **options)) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(["one special", "no special", "overlapping specials"]), text_and_chunks=_chunked_texts(),
+       step=st.sampled_from([0, 1, 7, 256]))
+@example(name="one special", text_and_chunks=("a  <|endoftext|>", ["a  <|endoftext|", ">"]), step=0)
+@example(name="no special", text_and_chunks=("x'll", ["x'l", "l"]), step=0)
+@example(name="no special", text_and_chunks=(" \naax", [" \naa", "x"]), step=0)
+def test_encode_iterable_equals_encode_on_every_chunking(name, text_and_chunks, step):
+    """Chunk boundaries inside a special token, after whitespace, inside a contraction: the stream
+    holds back what the rest of the text may still change, for every way to treat special tokens."""
+    tok = _STREAM_TOKENIZERS[name]
+    text, chunks = text_and_chunks
+    with _stream_step(step):
+        for options in ({"allowed_special": "all"}, {}, {"disallowed_special": ()}):
+            _assert_stream_equals_encode(tok, text, chunks, **options)
+
+
+def test_encode_iterable_equals_encode_on_random_chunkings_of_a_long_text():
+    rng = random.Random(0)
+    text = "".join(rng.choice(["a", "  ", "\n", "é", "'ll", "they're", SPECIAL, "<|a|>", "<|a|><|a|>", "x" * 300, " low"])
+                   for _ in range(400))
+    for name, tok in _STREAM_TOKENIZERS.items():
+        want = tok.encode(text, allowed_special="all")
+        for _ in range(20):
+            cuts = sorted(rng.sample(range(len(text)), rng.randrange(1, 400)))
+            chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+            assert list(tok.encode_iterable(chunks, allowed_special="all")) == want, name
+
+
+def test_encode_iterable_work_is_linear_in_one_character_chunks(monkeypatch):
+    """Characters searched for a cut, summed over a stream of one-character chunks: about 2 per
+    character of text, not (characters since the last whitespace) per character."""
+    searched, longest = [], []
+    search = BPETokenizer._safe_cut
+
+    def counting(self, buffer, *args):
+        searched[-1] += len(buffer)
+        longest[-1] = max(longest[-1], len(buffer))
+        return search(self, buffer, *args)
+
+    monkeypatch.setattr(BPETokenizer, "_safe_cut", counting)
+    rng = random.Random(0)
+    for n in (10_000, 40_000):
+        no_space = "".join(rng.choice("ab") for _ in range(n))  # one pre-token of n letters
+        words = "".join(rng.choice(["the ", "quick ", "fox, ", "\n", "🙂 "]) for _ in range(n // 4))[:n]
+        for text in (no_space, words):
+            searched.append(0)
+            longest.append(0)
+            assert list(_MODULE_BPE.encode_iterable(text)) == _MODULE_BPE.encode(text)  # a str streams one character at a time
+    no_space_10k, words_10k, no_space_40k, words_40k = searched
+    assert no_space_40k <= 5 * 40_000 and words_40k <= 5 * 40_000, searched
+    assert no_space_40k < 8 * no_space_10k, searched  # 4 times the text: 4 times the work, not 16
+    assert max(longest[1], longest[3]) < 1000, longest  # the buffer holds the unfinished tail, not the text
+
+
+# ---------------------------------------------------------------- special tokens and ids from users
+
+
+def test_special_tokens_in_text_are_refused_unless_allowed(bpe):
+    text = f"a user wrote {SPECIAL} here"
+    refused = (r"the text holds the special token '<\|endoftext\|>' \(at index 13\), and text is not turned into "
+               r"control tokens unless asked: pass allowed_special=\{'<\|endoftext\|>'\} \(or allowed_special='all'\) "
+               r"to encode it as the special token, or disallowed_special=\(\) to encode it as ordinary text")
+    with pytest.raises(ValueError, match=refused):
+        bpe.encode(text)
+    with pytest.raises(ValueError, match=refused):
+        list(bpe.encode_iterable(["a user wrote <|endof", "text|> here"]))
+    special_id = bpe.special_to_id[SPECIAL]
+    allowed = bpe.encode(text, allowed_special="all")
+    assert allowed.count(special_id) == 1 and allowed == bpe.encode(text, allowed_special={SPECIAL})
+    as_text = bpe.encode(text, disallowed_special=())
+    assert special_id not in as_text and bpe.decode(as_text) == text
+    assert list(bpe.encode_iterable(text, disallowed_special=())) == as_text
+    assert bpe.encode("no special token here") == bpe.encode("no special token here", allowed_special="all")
+    with pytest.raises(ValueError, match=r"allowed_special must be 'all' or a collection of special tokens, got the string '<\|endoftext\|>'"):
+        bpe.encode(text, allowed_special=SPECIAL)
+    with pytest.raises(ValueError, match=r"allowed_special names '<\|nope\|>', which is not a special token of this tokenizer \(its special tokens: \['<\|endoftext\|>'\]\)"):
+        bpe.encode(text, allowed_special={"<|nope|>"})
+    with pytest.raises(ValueError, match=r"special token '<\|endoftext\|>' is in both allowed_special and disallowed_special"):
+        bpe.encode(text, allowed_special="all", disallowed_special={SPECIAL})
+    chars = CharTokenizer.from_text("abc")
+    assert chars.encode("abc", allowed_special="all", disallowed_special=()) == chars.encode("abc")
+    with pytest.raises(ValueError, match=r"allowed_special names '<\|x\|>', but this tokenizer has no special tokens"):
+        chars.encode("abc", allowed_special={"<|x|>"})
+
+
+def test_special_tokens_may_not_be_a_single_byte():
+    message = r"special token '\\n' is a single byte: it would make that byte unencodable as text"
+    with pytest.raises(ValueError, match=message):
+        BPETokenizer.train("banana\nbandana\n", 262, special_tokens=["<|x|>", "\n"])
+    with pytest.raises(ValueError, match=message):
+        BPETokenizer([], special_tokens=["\n"])
+    with pytest.raises(ValueError, match=r"special_tokens\[0\] must be a non-empty string, got ''"):
+        BPETokenizer.train("banana", 262, special_tokens=[""])
+    assert BPETokenizer.train("banana é", 259, special_tokens=["é"]).special_to_id == {"é": 256}  # two bytes
+
+
+@pytest.mark.parametrize("make", [lambda: _MODULE_BPE, lambda: CharTokenizer.from_text("abcdefgh")], ids=["bpe", "char"])
+def test_ids_must_be_integers(make):
+    tok = make()
+    for ids, pos, shown in (([256.7, 4.2], 0, "256.7"), ([1, True], 1, "True"), ([1, "2"], 1, "'2'"),
+                            ([np.float32(1.0)], 0, r"(np\.float32\()?1\.0\)?"), ([np.bool_(True)], 0, r"(np\.)?True_?"),
+                            ([2, torch.tensor(1.5)], 1, r"tensor\(1.5000\)"), ([torch.tensor(True)], 0, r"tensor\(True\)")):
+        with pytest.raises(ValueError, match=rf"token ids must be integers, but ids\[{pos}\] is {shown} "):
+            tok.decode(ids)
+    with pytest.raises(ValueError, match="ids must be a sequence of integer token ids, got a str '12'"):
+        tok.decode("12")
+    # integers of every kind are still read
+    text = tok.decode([1, 2, 3])
+    assert tok.decode(np.array([1, 2, 3])) == tok.decode(torch.tensor([1, 2, 3])) == text
+    assert tok.decode([np.int32(1), torch.tensor(2), torch.tensor([3])]) == text
+    if isinstance(tok, BPETokenizer):
+        assert tok.token_strings(torch.tensor([104, 105])) == ["h", "i"]
+        with pytest.raises(ValueError, match=r"token ids must be integers, but ids\[0\] is 104.0"):
+            tok.token_strings([104.0])
+
+
+# ---------------------------------------------------------------- damaged tokenizer files
+
+_DAMAGED = {
+    "random bytes": (b"\xdc" + random.Random(0).randbytes(300), r"not UTF-8 text: byte 0xdc at offset 0"),
+    "truncated JSON": (json.dumps(BPE_OK).encode()[:40], r"not valid JSON: it ends too early"),
+    "damaged JSON": (b'{"format": tinyformer}', r"not valid JSON: Expecting value, line 1 column 12"),
+    "empty file": (b"", r"the file is empty"),
+    "only whitespace": (b" \n", r"the file is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(_DAMAGED))
+def test_damaged_tokenizer_files_name_the_file_and_the_remedy(tmp_path, case):
+    content, why = _DAMAGED[case]
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(content)
+    for load in (load_tokenizer, BPETokenizer.load, CharTokenizer.load):
+        with pytest.raises(ValueError, match=rf"cannot read tokenizer file .*tokenizer\.json: it is not a tokenizer file written "
+                                             rf"by tinyformer \({why}\); restore it from a copy, or save the tokenizer "
+                                             rf"again \(a training run's tokenizer\.json: start the run again with --overwrite\)$"):
+            load(path)
+
+
 _MODULE_BPE = BPETokenizer.train(CORPUS, 340, special_tokens=[SPECIAL])
+# merges that cross the places where a chunk boundary is tricky: "  " before a special token,
+# " \n" before more whitespace, a contraction ("'ll")
+_STREAM_CORPUS = CORPUS + f"a  {SPECIAL} x \n\ny we'll   you'll z\n" * 20
+_STREAM_TOKENIZERS = {
+    "one special": BPETokenizer.train(_STREAM_CORPUS, 300, special_tokens=[SPECIAL]),
+    "no special": BPETokenizer.train(_STREAM_CORPUS.replace(SPECIAL, " "), 300),
+    "overlapping specials": BPETokenizer.train(_STREAM_CORPUS + "<|a|> a<|a|><|a|>  é🙂" * 5, 300,
+                                               special_tokens=[SPECIAL, "<|a|>", "<|a|><|a|>", "é🙂"]),
+}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import regex
 
@@ -56,12 +58,31 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
     return data
 
 
+_REMEDY = ("restore it from a copy, or save the tokenizer again "
+           "(a training run's tokenizer.json: start the run again with --overwrite)")
+
+
 def _read_json(path: str | os.PathLike) -> dict:
     try:
-        # json.loads would keep the last of two equal keys and drop the other in silence
-        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (OSError, ValueError) as exc:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
         raise ValueError(f"cannot read tokenizer file {path}: {exc}") from exc
+    not_ours = f"cannot read tokenizer file {path}: it is not a tokenizer file written by tinyformer"
+    if not raw.strip():
+        raise ValueError(f"{not_ours} (the file is empty); {_REMEDY}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{not_ours} (not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}); {_REMEDY}") from None
+    try:
+        # json.loads would keep the last of two equal keys and drop the other in silence
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        cut_short = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated")
+        how = "it ends too early" if cut_short else f"{exc.msg}, line {exc.lineno} column {exc.colno}"
+        raise ValueError(f"{not_ours} (not valid JSON: {how}); {_REMEDY}") from None
+    except ValueError as exc:  # a repeated key
+        raise ValueError(f"cannot read tokenizer file {path}: {exc}; {_REMEDY}") from None
     if not isinstance(data, dict):
         raise _WrongFormat(f"{path} is not a tokenizer file: it holds a JSON {type(data).__name__}, not an object")
     return data
@@ -113,6 +134,18 @@ def _special_pattern(special_tokens: Iterable[str]):
     return regex.compile("(" + "|".join(regex.escape(t) for t in tokens) + ")") if tokens else None
 
 
+_EVERY_SPECIAL = object()  # BPETokenizer._pieces: split on every special token
+_STREAM_STEP = 256  # encode_iterable: characters gathered before searching for a cut
+
+
+class _SpecialRules(NamedTuple):
+    split: object  # regex of the allowed special tokens (None: none allowed)
+    longest: int  # length of the longest allowed special token
+    prefixes: frozenset  # every proper prefix of an allowed special token
+    refused: object  # regex of the disallowed special tokens (None: none)
+    refused_longest: int
+
+
 def _split_on_specials(text: str, pattern) -> Iterator[tuple[str, bool]]:
     """(part, is_special) pieces of ``text``, in order, empty parts dropped."""
     if pattern is None:
@@ -122,6 +155,45 @@ def _split_on_specials(text: str, pattern) -> Iterator[tuple[str, bool]]:
     for i, part in enumerate(pattern.split(text)):
         if part:
             yield part, i % 2 == 1  # split() puts captured specials at odd indices
+
+
+def _token_ids(ids: Iterable[int]) -> list[int]:
+    """``ids`` as Python ints. Integers of any kind (numpy's, a 0-d integer tensor) are taken;
+    floats, bools and strings are refused, not rounded or parsed: ``decode([104.7])`` must not
+    quietly read token 104."""
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"ids must be a sequence of integer token ids, got a {type(ids).__name__} {ids!r:.60}")
+    out = []
+    for pos, value in enumerate(ids):
+        if not (isinstance(value, bool) or "bool" in str(getattr(value, "dtype", ""))):  # numpy's and torch's bools
+            try:
+                out.append(operator.index(value))
+                continue
+            except TypeError:
+                pass
+        raise ValueError(f"token ids must be integers, but ids[{pos}] is {value!r:.60} ({type(value).__name__})")
+    return out
+
+
+def _special_option(value, name: str):
+    """``allowed_special`` or ``disallowed_special``: "all", or the tokens as a frozenset."""
+    if isinstance(value, str) and value == "all":
+        return "all"
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be 'all' or a collection of special tokens, got the string {value!r}")
+    try:
+        return frozenset(value)
+    except TypeError:
+        raise ValueError(f"{name} must be 'all' or a collection of special tokens, got {type(value).__name__}") from None
+
+
+def _refuse_special_options(allowed_special, disallowed_special) -> None:
+    """A tokenizer without special tokens takes the options of ``BPETokenizer.encode`` too (one
+    call fits both kinds), but cannot allow or refuse a token it does not have."""
+    for name, value in (("allowed_special", allowed_special), ("disallowed_special", disallowed_special)):
+        option = _special_option(value, name)
+        if option != "all" and option:
+            raise ValueError(f"{name} names {sorted(option, key=repr)[0]!r}, but this tokenizer has no special tokens")
 
 
 class CharTokenizer:
@@ -153,7 +225,10 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, *, allowed_special=(), disallowed_special="all") -> list[int]:
+        """Text -> one id per character. It has no special tokens; ``allowed_special`` and
+        ``disallowed_special`` are taken so that code can call either tokenizer the same way."""
+        _refuse_special_options(allowed_special, disallowed_special)
         try:
             return [self.stoi[c] for c in text]
         except KeyError:
@@ -164,7 +239,7 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        ids = [int(i) for i in ids]
+        ids = _token_ids(ids)
         bad = [i for i in ids if not 0 <= i < len(self.chars)]
         if bad:
             raise ValueError(f"unknown token id {bad[0]}: this tokenizer has ids 0..{len(self.chars) - 1}")
@@ -275,14 +350,16 @@ def _check_id(value, what: str) -> int:
 
 
 def _check_special_tokens(special_tokens) -> list[str]:
-    """Distinct non-empty strings, as a list; an error names the entry by its index (for a
-    constructor's argument and a tokenizer file's field alike)."""
+    """Distinct non-empty strings, none a single byte (that byte could no longer be text), as a
+    list; an error names the entry (for a constructor's argument and a tokenizer file's field alike)."""
     if isinstance(special_tokens, (str, bytes)):
         raise ValueError(f"special_tokens must be a list of strings, got a single {type(special_tokens).__name__} {special_tokens!r}")
     tokens = list(special_tokens)
     for i, tok in enumerate(tokens):
         if not isinstance(tok, str) or not tok:
             raise ValueError(f"special_tokens[{i}] must be a non-empty string, got {tok!r}")
+        if len(_utf8(tok)) == 1:
+            raise ValueError(f"special token {tok!r} is a single byte: it would make that byte unencodable as text")
     repeat = _first_repeat(tokens)
     if repeat:
         raise ValueError(f"special_tokens[{repeat[1]}] {tokens[repeat[1]]!r} repeats special_tokens[{repeat[0]}]")
@@ -295,7 +372,8 @@ class BPETokenizer:
     Built by ``train`` (or from its saved merges), ids 0..255 are the raw bytes,
     then the special tokens, then one id per merge in the order it was learned.
     ``from_vocab`` instead takes someone else's vocabulary and merges and keeps
-    their ids. Either way ``decode(encode(s)) == s`` for every string.
+    their ids. Either way ``decode(encode(s)) == s`` for every string (one that spells
+    a special token is refused unless ``encode`` is told what to do with it: see ``encode``).
     """
 
     FORMAT = "tinyformer-bpe-v1"  # our own id layout: merges as id pairs
@@ -365,8 +443,6 @@ class BPETokenizer:
             data = _utf8(tok)
             if data not in id_of:
                 raise ValueError(f"special token {tok!r} is not in the vocabulary: give it an id in vocab")
-            if len(data) == 1:
-                raise ValueError(f"special token {tok!r} is a single byte: it would make that byte unencodable as text")
             special_to_id[tok] = id_of[data]
         made = {id_of[bytes([b])] for b in range(256)}  # ids a merge may use so far
         id_merges, results, seen = [], [], {}
@@ -412,6 +488,7 @@ class BPETokenizer:
             self._merge_rank[pair] = rank
         self._special_pattern = _special_pattern(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._rules_cache: dict[tuple, _SpecialRules] = {}
 
     def merges_as_bytes(self) -> list[tuple[bytes, bytes]]:
         """The merges in learned order, spelled as byte strings."""
@@ -533,69 +610,164 @@ class BPETokenizer:
             self._cache[piece] = result
         return result
 
-    def _pieces(self, text: str) -> Iterator[tuple[str, bool]]:
-        """(piece, is_special) in order: special tokens whole, the rest pre-tokenized."""
-        for part, special in _split_on_specials(text, self._special_pattern):
+    def _pieces(self, text: str, split=_EVERY_SPECIAL) -> Iterator[tuple[str, bool]]:
+        """(piece, is_special) in order: the special tokens ``split`` matches (by default every
+        one) whole, the rest pre-tokenized."""
+        for part, special in _split_on_specials(text, self._special_pattern if split is _EVERY_SPECIAL else split):
             if special:
                 yield part, True
             else:
                 for m in _PRETOKENIZE.finditer(part):
                     yield m.group(), False
 
-    def encode(self, text: str) -> list[int]:
-        """Text -> list of token ids."""
+    def _special_rules(self, allowed_special, disallowed_special) -> _SpecialRules:
+        """How ``encode`` treats special-token strings in the text, checked and compiled once."""
+        key = (_special_option(allowed_special, "allowed_special"), _special_option(disallowed_special, "disallowed_special"))
+        rules = self._rules_cache.get(key)
+        if rules is not None:
+            return rules
+        every = frozenset(self.special_to_id)
+        for name, tokens in zip(("allowed_special", "disallowed_special"), key):
+            for tok in sorted(every if tokens == "all" else tokens, key=repr):
+                if tok not in every:
+                    raise ValueError(f"{name} names {tok!r}, which is not a special token of this tokenizer "
+                                     f"(its special tokens: {self.special_tokens})")
+        allowed = every if key[0] == "all" else key[0]
+        refused = every - allowed if key[1] == "all" else key[1]
+        if refused & allowed:
+            raise ValueError(f"special token {min(refused & allowed)!r} is in both allowed_special and disallowed_special")
+        rules = _SpecialRules(
+            split=_special_pattern(sorted(allowed)),
+            longest=max(map(len, allowed), default=0),
+            prefixes=frozenset(tok[:i] for tok in allowed for i in range(1, len(tok))),
+            refused=_special_pattern(sorted(refused)),
+            refused_longest=max(map(len, refused), default=0),
+        )
+        if len(self._rules_cache) < 64:
+            self._rules_cache[key] = rules
+        return rules
+
+    @staticmethod
+    def _special_in_text(tok: str, index: int) -> ValueError:
+        return ValueError(
+            f"the text holds the special token {tok!r} (at index {index}), and text is not turned into control "
+            f"tokens unless asked: pass allowed_special={{{tok!r}}} (or allowed_special='all') to encode it as the "
+            f"special token, or disallowed_special=() to encode it as ordinary text"
+        )
+
+    def _encode_text(self, text: str, split) -> list[int]:
         ids: list[int] = []
-        for piece, special in self._pieces(text):
+        for piece, special in self._pieces(text, split):
             if special:
                 ids.append(self.special_to_id[piece])
             else:
                 ids.extend(self._encode_pretoken(piece))
         return ids
 
-    def encode_iterable(self, chunks: Iterable[str]) -> Iterator[int]:
+    def encode(self, text: str, *, allowed_special=(), disallowed_special="all") -> list[int]:
+        """Text -> list of token ids.
+
+        Text that spells a special token (``"<|endoftext|>"`` typed by a user, or found in a
+        scraped page) raises ValueError by default instead of becoming the control token, as in
+        tiktoken. ``allowed_special`` ("all" or a set of tokens) names the special tokens the
+        text may hold: each becomes its one id. ``disallowed_special`` ("all", the default,
+        means every special token not allowed) names those that raise; one neither allowed nor
+        disallowed (``disallowed_special=()``) is encoded as ordinary text, byte by byte.
+        """
+        rules = self._special_rules(allowed_special, disallowed_special)
+        if rules.refused is not None:
+            m = rules.refused.search(text)
+            if m:
+                raise self._special_in_text(m.group(), m.start())
+        return self._encode_text(text, rules.split)
+
+    def encode_iterable(self, chunks: Iterable[str], *, allowed_special=(), disallowed_special="all") -> Iterator[int]:
         """Encode a stream of text (lines, a file handle) lazily, in bounded memory.
 
-        Yields exactly ``encode("".join(chunks))``: text is held back from the
-        end of the buffer until no special token or pre-token can straddle the cut.
+        Yields exactly ``encode("".join(chunks), ...)``, whatever the chunks: text is held
+        back until no special token or pre-token can straddle the cut. A disallowed special
+        token raises when the chunk that completes it arrives (after the ids before it).
+        Memory is about twice the longest pre-token plus a few hundred characters; time is
+        linear in the text, one-character chunks included: the buffer is searched for a cut
+        only each time it has doubled since the last search (plus ``_STREAM_STEP`` characters).
         """
-        hold = max((len(t) for t in self.special_tokens), default=1)
-        buffer = ""
+        rules = self._special_rules(allowed_special, disallowed_special)
+        refused, keep = rules.refused, rules.refused_longest - 1
+        recent, seen = "", 0  # the stream's last `keep` characters, where a refused token may have begun
+        pending: list[str] = []  # text not yet encoded: what the last search kept, then new chunks
+        size, next_search = 0, _STREAM_STEP
         for chunk in chunks:
-            buffer += chunk
-            cut = self._safe_cut(buffer, hold)
-            if cut:
-                yield from self.encode(buffer[:cut])
-                buffer = buffer[cut:]
-        if buffer:
-            yield from self.encode(buffer)
+            if not isinstance(chunk, str):
+                raise ValueError(f"encode_iterable needs chunks of text (str), got {type(chunk).__name__} {chunk!r:.40}")
+            if refused is not None:
+                window = recent + chunk
+                m = refused.search(window)
+                if m:
+                    raise self._special_in_text(m.group(), seen - len(recent) + m.start())
+                recent = window[-keep:] if keep else ""
+            seen += len(chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= next_search:
+                buffer = "".join(pending)
+                cut, ids = self._safe_cut(buffer, rules)
+                yield from ids
+                pending = [buffer[cut:]]
+                size = len(pending[0])
+                next_search = 2 * size + _STREAM_STEP
+        tail = "".join(pending)
+        if tail:
+            yield from self._encode_text(tail, rules.split)
 
-    def _safe_cut(self, buffer: str, hold: int) -> int:
-        """The largest index where the buffer can be split without changing the encoding:
-        the start of the last pre-token (it may still grow), and at least ``hold``
-        characters before the end (a special token may still be arriving)."""
-        limit = len(buffer) - hold
-        if limit <= 0:
-            return 0
-        cut = 0
-        pos = 0
-        for part, special in _split_on_specials(buffer, self._special_pattern):
+    def _safe_cut(self, buffer: str, rules: _SpecialRules) -> tuple[int, list[int]]:
+        """``(c, ids)``: the largest index ``c`` (found in one pass) up to which the encoding is
+        final, and those ids: whatever text follows, ``encode(buffer + more)`` starts with ``ids``
+        and goes on as ``encode(buffer[c:] + more)``.
+
+        ``q``, the first index where an allowed special token may still be arriving (the rest of
+        the buffer is a proper prefix of one), ends what is known: special-token matches that
+        start before ``q`` are final. The open part (ordinary text not yet ended by a final
+        special token) is known only up to ``q`` and may still grow; in it a pre-token that ends
+        at least 2 characters before ``q`` is final, because the pre-tokenizer decides a piece
+        from its own characters and at most the next one (``\\s+(?!\\S)`` looks one character
+        past the whitespace it takes) or, for a contraction, two after its start. Those pieces
+        are encoded as found: pre-tokenizing ``buffer[:c]`` alone could differ (``" \\n"`` is one
+        piece at the end of a text, two before a letter).
+        """
+        n = len(buffer)
+        q = n
+        for p in range(max(0, n - rules.longest + 1), n):
+            if buffer[p:] in rules.prefixes:
+                q = p
+                break
+        ids: list[int] = []
+        cut = pos = 0
+        for part, special in _split_on_specials(buffer, rules.split):
+            start, pos = pos, pos + len(part)
             if special:
-                pos += len(part)
-                if pos <= limit:
-                    cut = pos
-                continue
-            for m in _PRETOKENIZE.finditer(part):
-                start = pos + m.start()
-                if start <= limit:
-                    cut = max(cut, start)
-            pos += len(part)
-        return cut
+                if start >= q:
+                    break
+                ids.append(self.special_to_id[part])
+                cut = pos
+            elif pos < q:  # ended by a final special token
+                ids.extend(self._encode_text(part, None))
+                cut = pos
+            else:
+                known = buffer[start:q]
+                cut = start
+                for m in _PRETOKENIZE.finditer(known):
+                    if m.end() > len(known) - 2:
+                        break
+                    ids.extend(self._encode_pretoken(m.group()))
+                    cut = start + m.end()
+                break
+        return cut, ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Token ids -> text. Bytes that do not form valid UTF-8 become U+FFFD."""
+        """Token ids -> text. Bytes that do not form valid UTF-8 become U+FFFD. Ids must be
+        integers (Python's, numpy's, integer tensors); a float, bool or string is refused."""
         out = []
-        for i in ids:
-            i = int(i)
+        for i in _token_ids(ids):
             if i not in self.vocab:
                 raise ValueError(
                     f"unknown token id {i}: this tokenizer has {len(self.vocab)} ids, "
@@ -607,7 +779,7 @@ class BPETokenizer:
 
     def token_strings(self, ids: Iterable[int]) -> list[str]:
         """Each token as readable text (for tables and plot labels)."""
-        return [self.vocab[int(i)].decode("utf-8", errors="replace") for i in ids]
+        return [self.decode([i]) for i in _token_ids(ids)]
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> None:
@@ -705,7 +877,8 @@ def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
     )
 
 
-def bytes_per_token(tokenizer, text: str) -> float:
-    """Compression: UTF-8 bytes of ``text`` per token. Higher means shorter sequences."""
-    n = len(tokenizer.encode(text))
+def bytes_per_token(tokenizer, text: str, **encode_options) -> float:
+    """Compression: UTF-8 bytes of ``text`` per token. Higher means shorter sequences.
+    ``encode_options`` go to ``encode`` (``allowed_special="all"`` for text that holds special tokens)."""
+    n = len(tokenizer.encode(text, **encode_options))
     return len(text.encode("utf-8")) / n if n else 0.0
