@@ -181,7 +181,7 @@ RETIRED = {
     r"σ\s*\(|\\sigma\s*(\\left\s*)?\(|\\sigma_\{?\\?(mathrm|text|operatorname)":
         "sigma is a standard deviation; write sigmoid(x) or softmax(x) as words",
     # heads are numbered as the code indexes them, from 0 to H - 1
-    r"\b[Hh]eads? \$?1\$?\s*(to|through|-|–|—|\.\.\.?|…|,\s*\.\.\.?\s*,?)\s*(head\s*)?\$?H\b"
+    r"\b[Hh]eads? \$?1\$?\s*(to|through|-|–|—|\.\.\.?|…|,\s*\.\.\.?\s*,?)\s*(head\s*)?\$?H\b(?!\$?\s*[-−]\s*1)"
     r"|\b[Hh]ead \$?H\$?(?![\w{$]|\s*[-−]\s*1)":
         "heads are numbered from 0: head 0 ... head H - 1",
     # layers are counted from 1 in prose: layer 1 is the first block
@@ -224,7 +224,7 @@ def test_chapters_use_one_notation(name):
     ("SiLU is $x \\sigma(x)$", True), ("the gate $\\sigma_{\\mathrm{sig}}$", True), ("x·σ(x)", True),
     ("variance $\\sigma^2$ and $\\pm 3\\sigma$", False), ("label=\"(s σ)²\"", False),
     ("heads 1 to $H$", True), ("head 1..H", True), ("heads 1–H", True), ("the last, head $H$", True),
-    ("head 0, ..., head $H - 1$", False), ("key/value head $H_{kv}$", False), ("$H$ heads", False),
+    ("head 0, ..., head $H - 1$", False), ("head 0, head 1, ..., head $H - 1$", False), ("key/value head $H_{kv}$", False), ("$H$ heads", False),
     ("after layer 0", True), ("inside block 0", True), ("layer 1 is the first block", False), ("`blocks[0]`", False),
 ])
 def test_notation_patterns_catch_what_they_should(text, retired):
