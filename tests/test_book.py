@@ -196,17 +196,65 @@ RETIRED = {
     r"\bDh\b|\bd_h\b|d_\{h\}": "the head width is d_head",
     r"\\sqrt\{d\}|sqrt\(d\)": "write the head width as d_head, not a bare d",
     r"[Tt]emperature \$?T\b|softmax\(z ?/ ?T\)|logits ?/ ?T\b": "the temperature is tau; T is the sequence length",
+    # sigma is a standard deviation only: the sigmoid and the softmax are written as words
+    r"σ\s*\(|\\sigma\s*(\\left\s*)?\(|\\sigma_\{?\\?(mathrm|text|operatorname)":
+        "sigma is a standard deviation; write sigmoid(x) or softmax(x) as words",
+    # heads are numbered as the code indexes them, from 0 to H - 1
+    r"\b[Hh]eads? \$?1\$?\s*(to|through|-|–|—|\.\.\.?|…|,\s*\.\.\.?\s*,?)\s*(head\s*)?\$?H\b(?!\$?\s*[-−]\s*1)"
+    r"|\b[Hh]ead \$?H\$?(?![\w{$]|\s*[-−]\s*1)":
+        "heads are numbered from 0: head 0 ... head H - 1",
+    # layers are counted from 1 in prose: layer 1 is the first block
+    r"\b[Ll]ayer \$?0\b|\b[Bb]lock \$?0\b": "layers are counted from 1 in prose (layer 1 is the first block)",
 }
+
+# The cheat sheet defines every symbol the chapters use (in its Symbols table) and states the
+# numbering conventions there.
+CHEATSHEET_DEFINES = {
+    r"^\| \$\\theta\$ \|": "theta, RoPE's base",
+    r"^\| \$\\theta_i\$ \|": "theta_i, RoPE's angle per feature pair",
+    r"^\| \$\\sigma\$ \| a standard deviation": "sigma, a standard deviation",
+    r"^\| head \$h\$ \| heads are numbered from 0": "how heads are numbered",
+    r"^\| layer \$l\$ \| layers are counted from 1": "how layers are counted",
+}
+
+
+def _numbered_heads(text: str) -> set[int]:
+    """The head numbers a text names in prose: "head 3", "heads 0–3", "Head 1's"."""
+    return {int(n) for n in re.findall(r"\b[Hh]eads? \$?(\d+)\b", text)}
 
 
 @pytest.mark.parametrize("name", toc_files())
 def test_chapters_use_one_notation(name):
     text = (ROOT / "book" / f"{name}.md").read_text(encoding="utf-8")
     if name == "cheatsheet":  # it names the retired spellings once, to explain them
-        text = text.split("One symbol per quantity", 1)[0]
+        symbols = text.split("One symbol per quantity", 1)[0]
+        for pattern, what in CHEATSHEET_DEFINES.items():
+            assert re.search(pattern, symbols, re.M), f"cheatsheet.md's Symbols table does not define {what}"
+        text = symbols
     for pattern, why in RETIRED.items():
-        found = re.findall(pattern, text)
+        found = [m.group(0) for m in re.finditer(pattern, text)]
         assert not found, f"{name}.md uses {found[:3]} ({why})"
+    heads = _numbered_heads(text)
+    assert not heads or 0 in heads, (
+        f"{name}.md numbers heads {sorted(heads)} but never names head 0: heads are numbered from 0, as the code indexes them")
+
+
+@pytest.mark.parametrize("text, retired", [
+    ("SiLU is $x \\sigma(x)$", True), ("the gate $\\sigma_{\\mathrm{sig}}$", True), ("x·σ(x)", True),
+    ("variance $\\sigma^2$ and $\\pm 3\\sigma$", False), ("label=\"(s σ)²\"", False),
+    ("heads 1 to $H$", True), ("head 1..H", True), ("heads 1–H", True), ("the last, head $H$", True),
+    ("head 0, ..., head $H - 1$", False), ("head 0, head 1, ..., head $H - 1$", False), ("key/value head $H_{kv}$", False), ("$H$ heads", False),
+    ("after layer 0", True), ("inside block 0", True), ("layer 1 is the first block", False), ("`blocks[0]`", False),
+])
+def test_notation_patterns_catch_what_they_should(text, retired):
+    """The retired spellings above match what they are meant to, and not their allowed neighbours."""
+    assert any(re.search(p, text) for p in RETIRED) == retired, text
+
+
+def test_head_numbering_check():
+    assert _numbered_heads("head 1 and head 2 of the walkthrough") == {1, 2}  # 1-based: refused (no head 0)
+    assert _numbered_heads("heads 0–3 share key/value head 0") == {0}
+    assert 0 in _numbered_heads("Head 0 and head 1 on the same input")
 
 
 @pytest.mark.parametrize("cell, expected", [
