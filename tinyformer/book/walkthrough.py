@@ -1,7 +1,7 @@
 """The running example: one 4-character input carried from text to the predicted next token.
 
-Seed 004's numbers (T = 4, d_model = 8, 2 heads, FFN width 16, vocabulary 20) in the
-``walkthrough`` preset, with its weights drawn from a fixed seed, reading a fixed word.
+The numbers of the reading group's numeric walkthrough (T = 4, d_model = 8, 2 heads, FFN
+width 16, vocabulary 20) in the ``walkthrough`` preset, with its weights drawn from a fixed seed, reading a fixed word.
 :func:`walkthrough` returns every intermediate tensor by name, in the order the model
 computes them, so every chapter can pick up the same numbers where the previous one
 left them::
@@ -22,7 +22,7 @@ no submodule exposes the scores, the step computes ``q @ k^T / sqrt(d_head)`` an
 is then checked through the weights the attention module returns.
 
 The batch dimension (B = 1) is dropped from every stored tensor: ``logits`` is
-``(T, V) = (4, 20)`` as in seed 004.
+``(T, V) = (4, 20)`` as in the reading group's walkthrough.
 """
 
 from __future__ import annotations
