@@ -101,7 +101,7 @@ def test_changing_the_config_changes_labels_and_alt_text():
     wide, ids2 = TransformerLM(MODERN.replace(n_heads=6)), ids
     assert "H = 6" in d.heads_diagram(wide, ids2)[1] and "(1, 4, 8)" in d.heads_diagram()[1]
     four = d.heads_flow(wide, ids2)
-    assert [n.title for n in four.rows[3]] == ["head 1", "head 2", "… head 6"]
+    assert [n.title for n in four.rows[3]] == ["head 0", "head 1", "… head 5"]
 
 
 def test_a_label_that_disagrees_with_the_recorded_shape_raises():

@@ -522,7 +522,7 @@ def heads_flow(model=None, token_ids=None, *, layer: int = 0) -> Flow:
     H = weights.shape[1]
     shown = list(range(H)) if H <= 3 else [0, 1, H - 1]  # at most three columns stay legible on a phone
     cols = [0.5] if len(shown) == 1 else [0.17 + 0.66 * i / (len(shown) - 1) for i in range(len(shown))]
-    head_nodes = [Node(f"head{h}", f"head {h + 1}" if not (H > 3 and i == 2) else f"… head {h + 1}",
+    head_nodes = [Node(f"head{h}", f"head {h}" if not (H > 3 and i == 2) else f"… head {h}",
                        "attention", part="heads", col=c, width=0.27) for i, (h, c) in enumerate(zip(shown, cols))]
     rows = [[Node("x", "x", kind="io", part="input")],
             [Node("proj", "W_Q, W_K, W_V", "one Linear each, D → D", part="projections")],
