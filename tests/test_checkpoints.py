@@ -145,3 +145,40 @@ def test_checksum_sees_every_tensor_and_its_dtype():
     assert tensor_checksum(a) == tensor_checksum({"w": torch.zeros(3), "opt": {"m": [torch.ones(2)]}})
     assert tensor_checksum(a) != tensor_checksum({"w": torch.zeros(3), "opt": {"m": [torch.tensor([1.0, 2.0])]}})
     assert tensor_checksum(a) != tensor_checksum({"w": torch.zeros(3, dtype=torch.float64), "opt": {"m": [torch.ones(2)]}})
+
+
+def _resaved(path, change):
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize("what, change", [
+    ("iteration", lambda p: p.update(iteration=p["iteration"] + 2)),
+    ("a logged value in extra", lambda p: p["extra"]["log"].__setitem__(0, 2.5)),
+    ("the model config", lambda p: p["config"].update(n_layers=3)),
+    ("an optimiser hyperparameter", lambda p: p["optimizer"]["param_groups"][0].update(lr=0.5)),
+    ("the tensor checksum", lambda p: p.update(checksum="0" * 64)),
+])
+def test_the_checksum_covers_the_whole_payload(tmp_path, what, change):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=10, config=TINY.to_dict(), extra={"log": [1.0, 2.0]})
+    load_checkpoint(path)
+    _resaved(path, change)
+    with pytest.raises(CheckpointError, match=f"{path} is corrupt"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_previous_format_is_named_as_older(tmp_path):
+    model, opt = _trained_pair()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, opt, iteration=1)
+
+    def as_v2(payload):
+        payload["format"] = "tinyformer-checkpoint-v2"
+        del payload["payload_sha256"]
+
+    _resaved(path, as_v2)
+    with pytest.raises(CheckpointError, match=r"format 'tinyformer-checkpoint-v2'.*written by an older tinyformer"):
+        load_checkpoint(path)

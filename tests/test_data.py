@@ -150,3 +150,24 @@ def test_a_local_copy_that_is_not_the_pinned_file_is_refused(tmp_path, monkeypat
     monkeypatch.setenv("TINYFORMER_SHARED_DATA", str(tmp_path))
     with pytest.raises(ValueError, match="is not the pinned Tiny Shakespeare: sha256"):
         load_corpus("tinyshakespeare")
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"])
+def test_a_corpus_is_read_exactly_as_its_bytes(tmp_path, newline):
+    """CRLF and lone CR line endings stay in the text (no universal-newline translation), and the
+    corpus's sha256 is the file's."""
+    import hashlib
+
+    from tinyformer.data import load_corpus
+
+    data = newline.join([b"In the beginning", "caf\u00e9 \u2014 the end".encode(), b""])
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(data)
+    for corpus in (load_text_file(path), load_corpus(str(path))):
+        assert corpus.text == data.decode("utf-8") and newline.decode() in corpus.text
+        assert corpus.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_corpus_that_is_not_a_regular_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"/dev/zero is not a regular file but a character device"):
+        load_text_file("/dev/zero")

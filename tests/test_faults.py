@@ -340,3 +340,268 @@ def test_bad_input_from_a_real_process_prints_no_traceback(setup, tmp_path):
         f"error: TrainConfig.corpus must be 'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (this is a directory), got "
         f"'{tmp_path}' (str)"
     ]
+
+
+# ---------------------------------------------------------------- issue 26: nothing silently wrong
+
+
+def one_error_line(err: str) -> str:
+    """The single ``error:`` line of a failed command (progress bars aside), with no traceback."""
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    return errors[0]
+
+
+def more_bad_inputs(setup, tmp: Path) -> list[tuple[str, list[str], str]]:
+    config = setup["config"]
+    duplicate = tmp / "duplicate.json"
+    duplicate.write_text(config.read_text()[:-1] + ', "lr": 0.001, "lr": 0.1}')
+    fresh = str(tmp / "fresh")
+    return [
+        ("empty --out (an unset $RUN_DIR)", ["--config", str(config), "--out", ""], "--out is empty"),
+        ("duplicate key in a config file", ["--config", str(duplicate), "--out", fresh],
+         f"config file {duplicate} sets 'lr' twice (0.001, then 0.1)"),
+        ("corpus is a character device", ["--config", str(config), "--corpus", "/dev/zero", "--out", fresh],
+         "(this is not a regular file but a character device)"),
+        ("seed beyond 64 bits", ["--config", str(config), "--seed", str(2**64 - 1), "--out", fresh],
+         "TrainConfig.seed must be an integer in [0, 2**63), got 18446744073709551615 (int); choose another --seed"),
+        ("a batch that cannot fit in memory", ["--config", str(config), "--batch-size", "1000000000", "--out", fresh],
+         "--batch-size 1000000000 cannot fit"),
+    ]
+
+
+def test_more_bad_inputs_are_one_error_line_and_exit_2(setup, tmp_path, capsys, monkeypatch):
+    import tinyformer.train.loop as loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(loop, "random_starts", no_training)  # a refused batch must never reach a step
+    monkeypatch.chdir(tmp_path)  # where an empty --out would write
+    for what, argv, fragment in more_bad_inputs(setup, tmp_path):
+        for check in ([], ["--check-config"]) if what.startswith("duplicate") else ([],):
+            code, err = run_main([*argv, *check], capsys)
+            assert code == 2, f"{what}: exit {code}, stderr {err!r}"
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), f"{what}: {err!r}"
+            assert fragment in lines[0], f"{what}: {lines[0]!r} lacks {fragment!r}"
+    assert not (tmp_path / "fresh").exists() and not any(name in os.listdir(tmp_path) for name in
+                                                        ("checkpoint.pt", "tokenizer.json"))
+
+
+def test_empty_out_is_refused_by_the_library_too(setup):
+    from tinyformer.train import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--out is empty"):
+        train(TrainConfig(**run_config(setup["corpus"])), out_dir="", progress=False)
+
+
+def test_batch_memory_refusal_names_the_remedy(setup, tmp_path, monkeypatch):
+    import tinyformer.train.loop as loop
+    from tinyformer.train import ConfigError
+
+    monkeypatch.setattr(loop, "random_starts", lambda *a, **k: pytest.fail("training started"))
+    cfg = TrainConfig(**{**run_config(setup["corpus"]), "batch_size": 10**9})
+    with pytest.raises(ConfigError, match=r"--batch-size 1000000000 cannot fit: one step needs at least [\d,.]+ GiB"
+                                          r".*use a smaller --batch-size, or .* --grad-accum-steps"):
+        train(cfg, out_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_run_stops_with_one_line_and_keeps_the_last_finite_checkpoint(setup, tmp_path, capsys):
+    from tinyformer.train import TrainingDiverged
+    from tinyformer.train.cli import EXIT_DIVERGED
+
+    out = tmp_path / "diverged"
+    code = main(["--config", str(setup["config"]), "--lr", "1e30", "--min-lr", "0", "--checkpoint-interval", "1",
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == EXIT_DIVERGED == 3, captured.err[-3000:]
+    line = one_error_line(captured.err)
+    assert re.match(r"error: training diverged at step \d+: the (loss is|gradient norm is|weights hold) (nan|inf|NaN)",
+                    line), line
+    assert "Lower --lr (now 1e+30) or --grad-clip" in line and "final val loss" not in captured.out
+    payload = load_checkpoint(out / "checkpoint.pt")
+    step = int(re.search(r"at step (\d+)", line).group(1))
+    assert payload["iteration"] == step - 1 and f"(step {step - 1}), is kept" in line
+    assert all(torch.isfinite(t).all() for t in payload["model"].values())
+    assert not (out / "result.json").exists()
+    # The library raises a named exception, and leaves the same finite checkpoint.
+    cfg = TrainConfig(**{**run_config(setup["corpus"]), "lr": 1e30, "min_lr": 0.0})
+    with pytest.raises(TrainingDiverged) as caught:
+        train(cfg, out_dir=tmp_path / "lib", progress=False)
+    assert caught.value.step >= 1 and caught.value.saved_step == load_checkpoint(
+        tmp_path / "lib" / "checkpoint.pt")["iteration"]
+
+
+# ---------------------------------------------------------------- corruption of every run file
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "random bytes":
+        path.write_bytes(bytes([0xFF, 0xFE]) + random.Random(SEED).randbytes(len(data)))
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "iteration 40 -> 38":
+        payload = torch.load(path, weights_only=True)
+        payload["iteration"] = 38
+        torch.save(payload, path)
+    elif how == "one logged loss changed":
+        payload = torch.load(path, weights_only=True)
+        payload["extra"]["log"]["train_loss"][5] += 0.25
+        torch.save(payload, path)
+    else:
+        raise ValueError(how)
+
+
+@pytest.mark.parametrize("name, how", [
+    *[(name, how) for name in ("checkpoint.pt", "tokenizer.json", "log.csv", "result.json")
+      for how in ("random bytes", "truncated", "empty")],
+    ("checkpoint.pt", "iteration 40 -> 38"), ("checkpoint.pt", "one logged loss changed"),
+])
+def test_every_damaged_run_file_is_refused_by_name_or_repaired_on_resume(setup, tmp_path, capsys, name, how):
+    """checkpoint.pt and tokenizer.json are the run: damage to either is one error line naming the
+    file. log.csv and result.json are derived from the checkpoint: a resume writes them again."""
+    out = tmp_path / "run"
+    shutil.copytree(setup["reference"], out)
+    _damage(out / name, how)
+    code, err = run_main(["--out", str(out), "--resume"], capsys)
+    if name in ("checkpoint.pt", "tokenizer.json"):
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(out / name) in lines[0], err
+    else:
+        assert code == 0, err
+        assert (out / name).read_bytes() == (setup["reference"] / name).read_bytes()
+
+
+# ---------------------------------------------------------------- a run killed before its first checkpoint
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_is_started_over(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(setup["reference"] / "tokenizer.json", out / "tokenizer.json")
+    (out / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"\0" * 1000)  # what SIGKILL mid-write leaves
+    code, err = run_main(["--out", str(out), "--resume"], capsys)
+    assert code == 2 and "run the same command without --resume to start it over" in one_error_line(err)
+    code, err = run_main(["--config", str(setup["config"]), "--out", str(out)], capsys)
+    assert code == 0, err[-3000:]
+    assert f"note: {out} holds a run stopped before its first checkpoint" in err
+    assert (out / "log.csv").read_bytes() == (setup["reference"] / "log.csv").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.csv", "result.json", "tokenizer.json"]
+
+
+# ---------------------------------------------------------------- interruptions at every phase
+
+INJECT = '''
+import os, signal, sys
+import tinyformer.train.loop as loop
+import tinyformer.train.prepare as prepare
+
+phase, sig = sys.argv[1], getattr(signal, sys.argv[2])
+
+
+def once(module, name, when):
+    original, fired = getattr(module, name), []
+
+    def wrapper(*args, **kwargs):
+        if not fired and when(*args):
+            fired.append(1)
+            os.kill(os.getpid(), sig)  # handled at the next bytecode: inside this phase
+        return original(*args, **kwargs)
+
+    setattr(module, name, wrapper)
+
+
+if phase == "startup":
+    once(prepare, "prepare_data", lambda *a: True)
+elif phase == "first checkpoint":
+    once(loop, "save_checkpoint", lambda path, model, opt, it, *a: it == 0)
+elif phase == "checkpoint write":
+    once(loop, "save_checkpoint", lambda path, model, opt, it, *a: it == 10)
+elif phase == "evaluation":
+    once(loop, "evaluate", lambda model, tokens, cfg, step, *a: step == 10)
+from tinyformer.train.cli import command
+
+command(sys.argv[3:])
+'''
+
+
+@pytest.mark.parametrize("phase, signame, stopped_at", [
+    ("startup", "SIGINT", None), ("startup", "SIGTERM", None),
+    ("first checkpoint", "SIGTERM", 0), ("first checkpoint", "SIGINT", 0),
+    ("checkpoint write", "SIGINT", 11), ("evaluation", "SIGTERM", 11),
+])
+def test_an_interruption_at_every_phase_is_one_line_and_resumes_byte_for_byte(setup, tmp_path, phase, signame,
+                                                                              stopped_at):
+    script = tmp_path / "inject.py"
+    script.write_text(INJECT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("TINYFORMER_SMOKE", None)
+    out = tmp_path / "run"
+    args = ["--config", str(setup["config"]), "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(script), phase, signame, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    signum = getattr(signal, signame)
+    assert proc.returncode == 128 + signum, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    messages = [line for line in proc.stderr.splitlines() if line.startswith("interrupted")]
+    assert len(messages) == 1, proc.stderr[-3000:]
+    if stopped_at is None:  # stopped before anything was written
+        assert not out.exists()
+        again = args
+    else:
+        assert f"interrupted: {signame} at step {stopped_at}: checkpoint saved" in messages[0]
+        assert check_run_files(out, setup["reference"]) == stopped_at
+        again = [*args, "--resume"]
+    proc = subprocess.run([sys.executable, "-m", "tinyformer.train", *again], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("log.csv", "tokenizer.json"):
+        assert (out / name).read_bytes() == (setup["reference"] / name).read_bytes(), name
+    assert load_checkpoint(out / "checkpoint.pt")["checksum"] == load_checkpoint(setup["reference"] / "checkpoint.pt")["checksum"]
+
+
+# ---------------------------------------------------------------- Ctrl-C at start-up and at exit
+
+
+def test_ctrl_c_while_torch_is_imported_is_one_line_and_exit_130(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # -X importtime reports each import as it completes: the signal is aimed at the middle of torch's.
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "tinyformer.train", "--out", str(tmp_path / "r"),
+                             "--check-config"], cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = b""
+    while b"torch." not in seen:
+        chunk = proc.stderr.read1(65536)
+        assert chunk, seen[-2000:]
+        seen += chunk
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=120)
+    err = (seen + rest).decode(errors="replace")
+    lines = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 130, err[-3000:]
+    assert lines == ["interrupted while starting (importing PyTorch); nothing was written"], lines
+
+
+def test_ctrl_c_while_python_exits_is_one_line(tmp_path):
+    """torch's exit handlers can take a while after a run (a compile-time report): a Ctrl-C then
+    must not print a traceback from an exit handler."""
+    script = tmp_path / "at_exit.py"
+    script.write_text(
+        "import atexit, os, signal, sys, time\n"
+        "from tinyformer.train.cli import command\n"
+        "def slow_exit_handler():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(2)\n"
+        "atexit.register(slow_exit_handler)\n"
+        "command(sys.argv[1:])\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "r"), "--check-config"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["interrupted while exiting; the run's files are complete"]

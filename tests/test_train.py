@@ -229,3 +229,78 @@ def test_the_shipped_configs_are_valid(name, tmp_path, capsys):
     TrainConfig.from_dict(json.loads(path.read_text()))
     assert main(["--config", str(path), "--out", str(tmp_path / "run"), "--check-config"]) == 0
     assert "config OK" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- issue 26: defaults that adapt, ranges, memory
+
+
+def test_a_warmup_left_unset_adapts_to_the_run_length(tmp_path, capsys):
+    from tinyformer.train.config import DEFAULT_WARMUP_STEPS
+
+    assert TrainConfig().warmup_steps == DEFAULT_WARMUP_STEPS == 50  # max_steps 500: unchanged
+    assert TrainConfig(max_steps=20).warmup_steps == 2 and TrainConfig(max_steps=5).warmup_steps == 0
+    assert TrainConfig(max_steps=20, warmup_steps=7).warmup_steps == 7  # a value the user set is kept
+    assert main(["--max-steps", "20", "--out", str(tmp_path / "run"), "--check-config"]) == 0
+    assert '"warmup_steps": 2' in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"warmup_steps must be <= max_steps \(20\), got 30 \(int\); lower --warmup-steps"):
+        TrainConfig(max_steps=20, warmup_steps=30)
+
+
+@pytest.mark.parametrize("seed", [2**63, 2**64 - 1, 2**80])
+def test_a_seed_torch_cannot_take_is_refused_naming_the_flag(seed, tmp_path, capsys):
+    with pytest.raises(ConfigError, match=rf"TrainConfig.seed must be an integer in \[0, 2\*\*63\), got {seed} .*--seed"):
+        TrainConfig(seed=seed)
+    assert main(["--seed", str(seed), "--out", str(tmp_path / "run"), "--check-config"]) == 2
+    assert "--seed" in capsys.readouterr().err
+    TrainConfig(seed=2**63 - 1)  # the largest accepted seed works with the evaluation's generator
+    torch.Generator().manual_seed(2**63 - 1 + 1_000_003 + 10**9)
+
+
+@pytest.mark.parametrize("name", ["book.json", "base_25m_gpu.json"])
+def test_the_batch_memory_bound_never_refuses_the_shipped_runs(name):
+    from tinyformer.model import preset
+    from tinyformer.train.prepare import batch_memory_lower_bound
+
+    cfg = TrainConfig.from_dict(json.loads((ROOT / "tinyformer" / "configs" / name).read_text()))
+    model_config = preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": max(cfg.bpe_vocab_size, 256)})
+    need = batch_memory_lower_bound(cfg, model_config)
+    assert need["host"] + need["device"] < (256 if name == "book.json" else 8192) * 2**20, need
+    huge = batch_memory_lower_bound(TrainConfig.from_dict({**cfg.to_dict(), "batch_size": 10**9}), model_config)
+    assert huge["device"] > 2**40  # a typo's batch is refused on any machine
+
+
+def test_small_runs_pass_the_batch_memory_check(cfg, tmp_path):
+    from tinyformer.model import preset
+    from tinyformer.train.prepare import check_batch_memory
+
+    check_batch_memory(cfg, preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": 100}), "cpu")
+
+
+def test_compile_is_quiet_unless_debug(monkeypatch):
+    """torch.compile's graph-break warnings (on CPU one block of ~20 lines per break, from the
+    logger torch._dynamo.variables.tensor) stay off the console during a run. Compiling a model on
+    CPU takes minutes, so this checks the logging configuration the run uses, with the record
+    torch itself emits, seen by a handler beside torch's own console handler."""
+    import logging
+
+    import torch._dynamo  # noqa: F401  (registers torch's loggers and their handlers, as a compile does)
+    from tinyformer.train.loop import _quiet_compile
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    dynamo = logging.getLogger("torch._dynamo")
+    monkeypatch.setattr(dynamo, "handlers", [*dynamo.handlers])  # the original list comes back after the test
+    dynamo.addHandler(handler)
+    monkeypatch.delenv("TINYFORMER_DEBUG", raising=False)
+    monkeypatch.delenv("TORCH_LOGS", raising=False)
+    graph_break = logging.getLogger("torch._dynamo.variables.tensor")
+    with _quiet_compile(True):
+        graph_break.warning("Graph break from `Tensor.item()`, consider setting: ...")
+    assert seen == []
+    graph_break.warning("Graph break outside a run")  # torch's own setting is restored afterwards
+    assert seen == ["Graph break outside a run"]
+    monkeypatch.setenv("TINYFORMER_DEBUG", "1")
+    with _quiet_compile(True):
+        graph_break.warning("Graph break with --debug")
+    assert seen[-1] == "Graph break with --debug"

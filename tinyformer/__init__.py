@@ -23,6 +23,29 @@
                 hints), the checker and the registry beside them; imports the library only
 """
 
+import sys as _sys
+
+
+def _startup_interrupt_guard() -> None:
+    """``python -m tinyformer.train`` imports this package (and PyTorch, seconds of work) before
+    its own code runs: a Ctrl-C in that time ends with one line and exit 130, not a traceback.
+    Only for that command (``sys.orig_argv``); the command restores Python's handler first thing."""
+    argv = getattr(_sys, "orig_argv", [])
+    if "-m" not in argv[:-1] or argv[argv.index("-m") + 1] != "tinyformer.train":
+        return
+    import signal
+
+    def interrupted(signum, frame):
+        print("interrupted while starting (importing PyTorch); nothing was written", file=_sys.stderr)
+        raise SystemExit(128 + signum)
+
+    interrupted.tinyformer_startup = True
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupted)
+
+
+_startup_interrupt_guard()
+
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .blocks import TransformerBlock
 from .layers import (

@@ -1,7 +1,9 @@
 """Saving a model and its optimiser to one file, and reading it back with every check.
 
-A checkpoint holds the model's weights, the optimiser's state, the step, the model config and a
-sha256 of every tensor; it is written atomically (:func:`tinyformer.files.atomic_write_bytes`)
+A checkpoint holds the model's weights, the optimiser's state, the step, the model config, the
+caller's ``extra`` entries, a sha256 of every tensor (``checksum``) and a sha256 of everything
+else too (``payload_sha256``: every entry but itself, so a changed step or log is caught as
+surely as a flipped weight); it is written atomically (:func:`tinyformer.files.atomic_write_bytes`)
 and read with ``weights_only=True``. A missing, truncated, corrupt or foreign file, or one that
 does not fit the model, raises :class:`CheckpointError` naming the file and the problem.
 
@@ -28,6 +30,7 @@ __all__ = [
     "load_checkpoint",
     "restore_checkpoint",
     "tensor_checksum",
+    "payload_checksum",
     "config_differences",
 ]
 
@@ -36,7 +39,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read, or does not fit the model it is loaded into."""
 
 
-_CHECKPOINT_FORMAT = "tinyformer-checkpoint-v2"
+# v3: payload_sha256 covers the whole payload (v2's checksum covered the tensors only).
+_CHECKPOINT_FORMAT = "tinyformer-checkpoint-v3"
 
 
 def _tensors_in(obj, prefix: str = ""):
@@ -62,6 +66,37 @@ def tensor_checksum(obj) -> str:
     return digest.hexdigest()
 
 
+def payload_checksum(payload: dict) -> str:
+    """sha256 over every entry of a checkpoint payload but ``payload_sha256`` itself: each value with
+    its place and type (tensors by dtype, shape and bytes, other values by ``repr``, each length
+    prefixed), so any change to the step, the config, the log or a weight changes it."""
+    digest = hashlib.sha256()
+
+    def feed(*parts: str | bytes) -> None:
+        for part in parts:
+            data = part.encode() if isinstance(part, str) else part
+            digest.update(f"{len(data)}:".encode() + data)
+
+    def walk(obj, where: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            feed(where, "tensor", str(t.dtype), repr(tuple(t.shape)),
+                 t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(obj, dict):
+            feed(where, "dict", str(len(obj)))
+            for key in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+                walk(obj[key], f"{where}/{type(key).__name__}:{key!r}")
+        elif isinstance(obj, (list, tuple)):
+            feed(where, type(obj).__name__, str(len(obj)))
+            for i, item in enumerate(obj):
+                walk(item, f"{where}/{i}")
+        else:
+            feed(where, type(obj).__name__, repr(obj))
+
+    walk({k: v for k, v in payload.items() if k != "payload_sha256"}, "")
+    return digest.hexdigest()
+
+
 def _describe(target) -> str:
     return str(target) if isinstance(target, (str, os.PathLike)) else getattr(target, "name", "<file object>")
 
@@ -83,7 +118,8 @@ def save_checkpoint(
     config: dict | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write model, optimiser, iteration, model config and a checksum of the tensors.
+    """Write model, optimiser, iteration, model config, ``extra`` and two checksums: of the tensors,
+    and of the whole payload (:func:`payload_checksum`).
 
     ``path`` is a file name or a binary file object (``io.BytesIO``, an open file), as for
     ``torch.save``. A file name is written atomically: the bytes go to a temporary file in
@@ -104,6 +140,7 @@ def save_checkpoint(
         "extra": extra or {},
         "checksum": tensor_checksum({"model": state, "optimizer": opt_state}),
     }
+    payload["payload_sha256"] = payload_checksum(payload)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     if hasattr(path, "write"):
@@ -122,7 +159,8 @@ def load_checkpoint(
     return the payload dict (``iteration``, ``config``, ``extra`` ...).
 
     ``path`` is a file name or a binary file object. Raises CheckpointError naming the file
-    and the problem for a missing, truncated, corrupt (checksum mismatch) or foreign file,
+    and the problem for a missing, truncated, corrupt (either checksum differs: any changed byte
+    of the payload) or foreign file, one written by an older tinyformer (format v2 and before),
     one saved from a model with a different config (each differing field is named), or one
     whose tensors do not fit ``model``.
     """
@@ -146,11 +184,15 @@ def load_checkpoint(
         raise CheckpointError(
             f"{name} is not a tinyformer checkpoint (format {found!r}, expected {_CHECKPOINT_FORMAT!r}){hint}"
         )
-    for key, kind in (("model", dict), ("iteration", int), ("extra", dict), ("checksum", str)):
+    for key, kind in (("model", dict), ("iteration", int), ("extra", dict), ("checksum", str),
+                      ("payload_sha256", str)):
         if not isinstance(payload.get(key), kind):
             raise CheckpointError(f"{name} is damaged: its {key!r} entry is missing or not a {kind.__name__}")
     if tensor_checksum({"model": payload["model"], "optimizer": payload.get("optimizer")}) != payload["checksum"]:
         raise CheckpointError(f"{name} is corrupt: its tensors do not match the checksum stored with them")
+    if payload_checksum(payload) != payload["payload_sha256"]:
+        raise CheckpointError(f"{name} is corrupt: its contents (step, config, log or other entries) do not match "
+                              f"the checksum stored with them")
     restore_checkpoint(payload, model, optimizer, name)
     return payload
 

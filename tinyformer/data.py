@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import os
 import sqlite3
+import stat
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ __all__ = [
     "TINY_SHAKESPEARE_SHA256",
     "load_corpus",
     "shared_tiny_shakespeare_path",
+    "file_kind",
+    "decode_text",
 ]
 
 KJV_DB_SHA256 = "d92d001be66ba686e2c363b3c0a2360ee41960da246aaba4c86db655a017886d"
@@ -103,17 +106,39 @@ def load_kjv(db_path: str | Path | None = None) -> Corpus:
     )
 
 
+def file_kind(path: str | Path) -> str:
+    """What is at ``path``, in words: "a regular file", "a directory", "a character device" ..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "nothing (no such file)"
+    kinds = [(stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")]
+    return next((words for test, words in kinds if test(mode)), "not a regular file")
+
+
+def decode_text(data: bytes, where) -> str:
+    """A file's bytes as text, exactly: strict UTF-8 and no newline translation, so CRLF and lone CR
+    line endings stay in the text and the text's UTF-8 encoding is the file's bytes (its sha256 is
+    the file's sha256)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text: {exc}") from None
+
+
 def load_text_file(path: str | Path, name: str | None = None) -> Corpus:
-    """Any local UTF-8 text file as a corpus."""
+    """Any local UTF-8 text file as a corpus, read exactly as its bytes on disk (line endings kept)."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory: the corpus must be one UTF-8 text file")
+    if path.exists() and not path.is_file():
+        # /dev/zero or a pipe: reading it would never end, or not be the same text twice.
+        raise ValueError(f"{path} is not a regular file but {file_kind(path)}: the corpus must be one UTF-8 text file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes(), path)
     except FileNotFoundError:
         raise FileNotFoundError(f"no text file at {path}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
     if not text:
         raise ValueError(f"{path} is empty")
     return Corpus(name=name or path.name, text=text, source=str(path), licence="as stated by its owner")
@@ -152,7 +177,7 @@ def download_text(url: str, sha256: str, name: str | None = None, cache_dir: str
         if actual != sha256:
             raise ValueError(f"{url} returned content with sha256 {actual}, expected {sha256}; not saved")
         atomic_write_bytes(path, data)
-    return Corpus(name=name or url.rsplit("/", 1)[-1], text=path.read_text(encoding="utf-8"), source=url,
+    return Corpus(name=name or url.rsplit("/", 1)[-1], text=decode_text(path.read_bytes(), path), source=url,
                   licence="as stated by its source")
 
 
@@ -184,7 +209,7 @@ def _load_pinned_local(path: Path, sha256: str, name: str, source: str) -> Corpu
     actual = sha256_file(path)
     if actual != sha256:
         raise ValueError(f"{path} is not the pinned {name}: sha256 {actual}, expected {sha256}")
-    return Corpus(name=name, text=path.read_text(encoding="utf-8"), source=source, licence="public domain (the plays)")
+    return Corpus(name=name, text=decode_text(path.read_bytes(), path), source=source, licence="public domain (the plays)")
 
 
 def load_corpus(spec: str, cache_dir: str | Path | None = None) -> Corpus:

@@ -11,7 +11,7 @@ Taught in: Training (book/training.md)
 
 from .cli import main
 from .config import NAMED_CORPORA, ConfigError, TrainConfig
-from .loop import RunResult, evaluate, train
+from .loop import RunResult, TrainingDiverged, evaluate, train
 from .prepare import check_data_sizes, prepare_data
 from .run_folder import RESUMABLE_FIELDS, RUN_FILES, ResumeError, TrainingInterrupted
 
@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ResumeError",
     "TrainingInterrupted",
+    "TrainingDiverged",
     "main",
     "prepare_data",
     "check_data_sizes",

@@ -16,7 +16,10 @@ A run never loses work:
 - a checkpoint is written before the first step, every ``checkpoint_interval`` steps
   (default 50) and at the end; SIGINT (Ctrl-C) or SIGTERM finishes the current step,
   writes a checkpoint and stops (a second Ctrl-C stops at once);
-- ``--out`` that already holds a run is refused unless ``--resume`` or ``--overwrite``.
+- ``--out`` that already holds a run is refused unless ``--resume`` or ``--overwrite`` (a run
+  killed before its first checkpoint, which leaves ``tokenizer.json`` alone, is started over);
+- a run whose loss or gradient norm stops being finite (NaN, infinity) stops at that step with
+  one ``error:`` line naming it and the remedy, exit status 3, its last checkpoint (finite) kept.
 
 Resuming checks what matters: the corpus by the sha256 of its text, the tokenizer
 and the model config must be the ones in the checkpoint, and so must every
@@ -61,16 +64,19 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..checkpoints import CheckpointError, load_checkpoint
 from ..distributed import DistributedError
 from ..model import preset
 from .config import ConfigError, TrainConfig, check_device
-from .loop import train
-from .run_folder import ResumeError, TrainingInterrupted, prepare_out_dir
+from .loop import TrainingDiverged, train
+from .run_folder import ResumeError, TrainingInterrupted, check_out_name, prepare_out_dir
 
-__all__ = ["main"]
+__all__ = ["main", "command", "EXIT_DIVERGED"]
+
+EXIT_DIVERGED = 3  # the loss or gradient norm went NaN/infinite: stopped, last finite checkpoint kept
 
 
 _FLAG_HELP = {
@@ -81,6 +87,8 @@ _FLAG_HELP = {
     "dist_timeout": "seconds a process waits for the others under torchrun before it stops with an error "
                     "(default 600)",
     "device": "cpu, cuda or mps; under torchrun, cuda gives each process the GPU of its LOCAL_RANK",
+    "warmup_steps": "steps of linear learning-rate warmup (default: min(50, MAX_STEPS // 10))",
+    "seed": "seeds the weights, the batches and the evaluation windows: an integer in [0, 2**63)",
 }
 
 
@@ -106,14 +114,25 @@ def _parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=_FLAG_HELP.get(name))
         else:
-            kind = {"int": int, "float": float}.get(str(fld.type), str)
+            kind = {"int": int, "float": float}.get(str(fld.type).removesuffix(" | None"), str)
             parser.add_argument(flag, dest=name, type=kind, default=None, help=_FLAG_HELP.get(name))
     return parser
 
 
+def _refuse_duplicate_keys(path: str):
+    def pairs_to_dict(pairs: list) -> dict:
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ConfigError(f"config file {path} sets {key!r} twice ({seen[key]!r}, then {value!r}): keep one")
+            seen[key] = value
+        return seen
+    return pairs_to_dict
+
+
 def _read_config_file(path: str) -> dict:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_refuse_duplicate_keys(path))
     except FileNotFoundError:
         raise FileNotFoundError(f"no config file at {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -133,11 +152,12 @@ def _config_from_args(args) -> TrainConfig:
         if not isinstance(base, dict):
             raise ResumeError(f"{Path(args.out) / 'checkpoint.pt'} was not written by tinyformer.train (no train_config)")
     else:
-        base = TrainConfig().to_dict()
+        base = {}  # TrainConfig's defaults (a warmup left unset adapts to --max-steps)
     return TrainConfig.from_dict({**base, **flags})
 
 
 def _run_cli(args) -> int:
+    check_out_name(args.out)
     cfg = _config_from_args(args)
     out = Path(args.out)
     if args.check_config:
@@ -165,16 +185,71 @@ def _run_cli(args) -> int:
     return 0
 
 
+def _interrupted_at_once(signum, frame):
+    # Ctrl-C while Python shuts down (torch's exit handlers can take a while): the run's files are
+    # written, there is nothing left to save; say so instead of printing a traceback.
+    os.write(2, b"interrupted while exiting; the run's files are complete\n")
+    os._exit(128 + signum)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (which handles it itself): stop like a Ctrl-C, exit 143."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum, frame):
+    raise _Terminated("SIGTERM")
+
+
+def command(argv=None):
+    """``python -m tinyformer.train``: :func:`main`, then exit with its status. SIGTERM before or
+    after training stops like a Ctrl-C (one line, exit 143); a Ctrl-C while Python shuts down
+    ends at once with one line (exit 130)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    code = main(argv)
+    signal.signal(signal.SIGINT, _interrupted_at_once)
+    sys.exit(code)
+
+
 def main(argv=None) -> int:
     """The command line. Returns the exit status: 0 done, 2 bad input (one ``error:`` line,
     no traceback unless ``--debug`` or TINYFORMER_DEBUG=1), 1 when the processes of a
     distributed run cannot meet or one of them died or hung (one ``error:`` line naming the
-    rank and what failed), 128 + signal number when SIGINT or SIGTERM stopped training (after
-    saving a checkpoint)."""
-    args = _parser().parse_args(argv)  # argparse itself exits 2 with an `error:` line
-    debug = args.debug or os.environ.get("TINYFORMER_DEBUG", "") not in ("", "0")
+    rank and what failed), 3 (:data:`EXIT_DIVERGED`) when the loss or the gradient norm stopped
+    being finite (one ``error:`` line naming the step and the remedy; the last finite checkpoint
+    is kept), 128 + signal number when SIGINT or SIGTERM stopped training (after saving a
+    checkpoint), 130 for a Ctrl-C at any other moment (one line)."""
+    if (threading.current_thread() is threading.main_thread()
+            and getattr(signal.getsignal(signal.SIGINT), "tinyformer_startup", False)):
+        # python -m tinyformer.train installed a start-up handler while torch was imported
+        # (tinyformer/__init__.py): from here on a Ctrl-C is a KeyboardInterrupt, handled below.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    out = "OUT"
+    try:
+        args = _parser().parse_args(argv)  # argparse itself exits 2 with an `error:` line
+        out = args.out
+        debug = args.debug or os.environ.get("TINYFORMER_DEBUG", "") not in ("", "0")
+        return _main(args, debug)
+    except KeyboardInterrupt as exc:  # before or after training (startup, argument parsing, the report)
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"interrupted{detail}; the last checkpoint in {out} (if any) is intact", file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def _main(args, debug: bool) -> int:
+    previous = os.environ.get("TINYFORMER_DEBUG")
+    if args.debug:  # train() reads it: torch.compile's own log messages show with --debug
+        os.environ["TINYFORMER_DEBUG"] = "1"
     try:
         return _run_cli(args)
+    except TrainingDiverged as exc:
+        if debug:
+            raise
+        if exc.rank == 0:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DIVERGED
     except TrainingInterrupted as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the checkpoint is saved: a late second Ctrl-C changes nothing
         if exc.rank == 0:  # every rank stopped after the same step; one report
@@ -185,10 +260,16 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as exc:
         detail = f" ({exc})" if str(exc) else ""
         print(f"interrupted{detail}; the last checkpoint in {args.out} (if any) is intact", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except (ValueError, TypeError, OSError, CheckpointError, DistributedError) as exc:
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return 1 if isinstance(exc, DistributedError) else 2
+    finally:
+        if args.debug:
+            if previous is None:
+                os.environ.pop("TINYFORMER_DEBUG", None)
+            else:
+                os.environ["TINYFORMER_DEBUG"] = previous

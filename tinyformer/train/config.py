@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+from ..data import file_kind
 from ..model import PRESETS, TransformerConfig, preset
 
-__all__ = ["TrainConfig", "ConfigError", "NAMED_CORPORA", "check_device"]
+__all__ = ["TrainConfig", "ConfigError", "NAMED_CORPORA", "check_device", "default_warmup_steps", "SEED_LIMIT"]
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,12 @@ class ConfigError(ValueError):
 # Allowed ranges, checked on construction. ints: minimum value.
 _INT_MINIMUM = {"bpe_vocab_size": 256, "batch_size": 1, "grad_accum_steps": 1, "max_steps": 1, "warmup_steps": 0,
                 "eval_interval": 1, "eval_batches": 1, "checkpoint_interval": 0, "seed": 0}
+# Seeds feed torch.manual_seed and torch.Generator.manual_seed (evaluation seeds its generator with
+# seed + 1_000_003 + step): below 2**63 they stay inside the unsigned 64-bit range torch accepts.
+SEED_LIMIT = 2**63
+# The warmup of a config that does not set one: DEFAULT_WARMUP_STEPS, but never more than a tenth
+# of the run, so a short run (--max-steps 20) needs no --warmup-steps to be valid.
+DEFAULT_WARMUP_STEPS = 50
 _CHOICES = {"tokenizer": ("char", "bpe"), "dtype": ("float32", "bfloat16")}
 
 
@@ -54,7 +61,8 @@ class TrainConfig:
     max_steps: int = 500
     lr: float = 3e-3
     min_lr: float = 3e-4
-    warmup_steps: int = 50
+    # None (the default): min(DEFAULT_WARMUP_STEPS, max_steps // 10), resolved on construction.
+    warmup_steps: int | None = None
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
@@ -78,14 +86,18 @@ class TrainConfig:
     def validate(self) -> None:
         """Check every field's type and range (also after fields were assigned by hand)."""
 
-        def fail(name: str, allowed: str):
+        def fail(name: str, allowed: str, fix: str = ""):
             value = getattr(self, name)
-            raise ConfigError(f"TrainConfig.{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"TrainConfig.{name} must be {allowed}, got {value!r} ({type(value).__name__}){fix}")
 
+        if self.warmup_steps is None and isinstance(self.max_steps, int) and not isinstance(self.max_steps, bool):
+            self.warmup_steps = default_warmup_steps(self.max_steps)
         for name, minimum in _INT_MINIMUM.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 fail(name, f"an integer >= {minimum}")
+        if self.seed >= SEED_LIMIT:
+            fail("seed", "an integer in [0, 2**63)", "; choose another --seed")
         numbers = {"lr": "a finite number > 0", "min_lr": "a finite number >= 0", "weight_decay": "a finite number >= 0",
                    "grad_clip": "a finite number > 0", "val_fraction": "a number in (0, 1)",
                    "dist_timeout": "a finite number of seconds > 0"}
@@ -104,7 +116,8 @@ class TrainConfig:
             fail("grad_accum_steps", f"a divisor of batch_size ({self.batch_size}): each step splits its batch into "
                                      f"grad_accum_steps equal micro-batches")
         if self.warmup_steps > self.max_steps:
-            fail("warmup_steps", f"<= max_steps ({self.max_steps})")
+            fail("warmup_steps", f"<= max_steps ({self.max_steps})",
+                 "; lower --warmup-steps (or leave it unset: it defaults to min(50, max_steps // 10))")
         betas = self.betas
         if (
             not isinstance(betas, (tuple, list))
@@ -132,6 +145,9 @@ class TrainConfig:
             path = Path(self.corpus)
             if path.is_dir():
                 fail("corpus", "'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (this is a directory)")
+            if path.exists() and not path.is_file():
+                fail("corpus", f"'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (this is not a regular "
+                               f"file but {file_kind(path)})")
             if not path.is_file():
                 fail("corpus", "'kjv', 'tinyshakespeare' or the path of a UTF-8 text file (there is no file at this path)")
         if not isinstance(self.preset, str) or self.preset not in PRESETS:
@@ -159,6 +175,12 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig fields: {unknown}; known: {sorted(cls.__dataclass_fields__)}")
         return cls(**data)
+
+
+def default_warmup_steps(max_steps: int) -> int:
+    """The warmup of a run whose config does not set one: :data:`DEFAULT_WARMUP_STEPS`, at most a
+    tenth of ``max_steps``."""
+    return min(DEFAULT_WARMUP_STEPS, max_steps // 10)
 
 
 def check_device(device: str) -> None:

@@ -17,8 +17,13 @@ Taught in: Training (book/training.md)
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import signal
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +39,46 @@ from ..model import TransformerLM, count_parameters
 from ..optim import clip_grad_norm, cosine_lr_schedule
 from .config import ConfigError, TrainConfig, check_device
 from .prepare import Prepared, prepare_run
-from .run_folder import StopOnSignal, TrainingInterrupted, start_run_folder, write_log, write_result
+from .run_folder import StopOnSignal, TrainingInterrupted, check_out_name, start_run_folder, write_log, write_result
 
-__all__ = ["RunResult", "train", "evaluate"]
+__all__ = ["RunResult", "train", "evaluate", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm of a step was not finite (NaN or infinity): the run stopped
+    before that step changed the weights, and nothing of it was saved; ``checkpoint`` (written
+    at ``saved_step``) is the last finite state of the run."""
+
+    def __init__(self, step: int, what: str, cfg: TrainConfig, checkpoint: Path | None, saved_step: int | None,
+                 rank: int = 0):
+        self.step, self.what, self.checkpoint, self.saved_step, self.rank = step, what, checkpoint, saved_step, rank
+        kept = (f"the last checkpoint, {checkpoint} (step {saved_step}), is kept" if checkpoint is not None
+                and saved_step is not None else "nothing was saved")
+        super().__init__(
+            f"training diverged at step {step}: {what}; {kept}. Lower --lr (now {cfg.lr:g}) or --grad-clip (now "
+            f"{cfg.grad_clip:g}), or lengthen --warmup-steps (now {cfg.warmup_steps}), and start again (--overwrite)")
+
+
+@contextmanager
+def _quiet_compile(enabled: bool):
+    """torch.compile's own log messages (graph breaks, recompilations; on CPU a flood of them) are
+    for whoever debugs the compiler: kept off the console unless --debug (TINYFORMER_DEBUG=1) or
+    TORCH_LOGS asks for them. Errors still show."""
+    if not enabled or os.environ.get("TINYFORMER_DEBUG", "") not in ("", "0") or os.environ.get("TORCH_LOGS"):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch._dynamo", "torch._inductor", "torch.fx.experimental")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"torch\._dynamo.*|torch\._inductor.*")
+            warnings.filterwarnings("ignore", message=r".*[Gg]raph break.*")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @dataclass
@@ -120,14 +162,17 @@ def train(
     :mod:`tinyformer.distributed`), rank 0 alone writes the files, and all return the same log.
 
     Raises ConfigError / ResumeError (both ValueError) for a configuration, folder or data
-    that cannot be used, before anything is written; TrainingInterrupted (a
-    KeyboardInterrupt) after saving a checkpoint when SIGINT or SIGTERM arrives;
+    that cannot be used (a batch that cannot fit in memory included), before anything is written;
+    TrainingInterrupted (a KeyboardInterrupt) after saving a checkpoint when SIGINT or SIGTERM
+    arrives; TrainingDiverged when a step's loss or gradient norm is not finite (nothing of that
+    step is saved: the last checkpoint stays the last finite one);
     DistributedError when the processes cannot meet, or one of them dies or hangs for longer
     than ``cfg.dist_timeout`` seconds.
     """
     cfg.validate()
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ConfigError(f"stop_after must be an integer >= 1 or None, got {stop_after!r}")
+    check_out_name(out_dir)
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ConfigError("resume=True needs the out_dir of the run to continue")
@@ -143,7 +188,7 @@ def train(
     with process_group(world, device):
         # Every rank checks; if any fails, all stop with its error, before a file is written.
         prepared = world.everywhere(
-            lambda: prepare_run(cfg, device, out, resume, overwrite, data, progress and world.is_main),
+            lambda: prepare_run(cfg, device, out, resume, overwrite, data, progress and world.is_main, world.size),
             "checking the configuration, the output folder and the data")
         return _Run(cfg, world, device, out, prepared).run(resume, progress, stop_after)
 
@@ -161,6 +206,7 @@ class _Run:
         # Training time over all sessions, up to the end of the last completed step (so the checkpoint and
         # result.json agree, and a resume that trains nothing adds nothing).
         self.seconds = prepared.seconds_before
+        self.saved_step: int | None = None  # the step of the checkpoint on disk, once there is one
 
     def write_checkpoint(self) -> None:
         """checkpoint.pt and log.csv of the steps completed so far (rank 0; nothing without a folder)."""
@@ -181,9 +227,19 @@ class _Run:
         start_run_folder(self.out, resume, finished=self.step >= self.cfg.max_steps, tokenizer_text=self.p.tokenizer_text)
         if not resume:
             self.write_checkpoint()  # step 0: from now on the run can always be resumed
+        else:
+            write_log(self.out, self.log)  # derived from the checkpoint: a damaged or lagging copy is repaired
+
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
+        checkpoint = self.out / "checkpoint.pt" if self.out is not None and self.saved_step is not None else None
+        return TrainingDiverged(step, what, self.cfg, checkpoint, self.saved_step, self.world.rank)
 
     def _save(self) -> None:
+        # Weights are the same on every rank: all refuse together, and no NaN ever replaces a finite checkpoint.
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise self._diverged(self.step, "the weights hold NaN or infinite values")
         self.world.on_main(self.write_checkpoint, f"writing the checkpoint of step {self.step}")
+        self.saved_step = self.step
 
     def _train_step(self, step_fn, ddp_model, micro_batches, stop: StopOnSignal) -> tuple[float, int | None]:
         """Step ``self.step + 1`` on this rank's rows of the global batch; returns the batch's loss
@@ -204,7 +260,11 @@ class _Run:
                 with world.collective(f"step {done} (averaging gradients)"):
                     (loss / cfg.grad_accum_steps).backward()
             summed = loss.detach() if i == 0 else summed + loss.detach()
-        clip_grad_norm(self.model.parameters(), cfg.grad_clip)
+        # The norm of the averaged gradients is the same on every rank, so all stop at the same step,
+        # before a non-finite update reaches the weights.
+        norm = float(clip_grad_norm(self.model.parameters(), cfg.grad_clip))
+        if not math.isfinite(norm):
+            raise self._diverged(done, f"the gradient norm is {norm} (the loss {summed.item() / cfg.grad_accum_steps:g})")
         self.optimizer.step()
         self.tokens += cfg.batch_size * self.context
         # One meeting per step: the batch's loss over all ranks, and whether any rank was told to stop
@@ -213,6 +273,8 @@ class _Run:
             [summed.item() / cfg.grad_accum_steps, float(stop.signum == signal.SIGINT),
              float(stop.signum == signal.SIGTERM)], f"step {done} (sharing the loss)")
         signum = stop.signum or (signal.SIGINT if n_sigint else signal.SIGTERM if n_sigterm else None)
+        if not math.isfinite(loss_sum):
+            raise self._diverged(done, f"the loss is {loss_sum / world.size}")
         self.log["step"].append(done)
         self.log["lr"].append(lr)
         self.log["train_loss"].append(loss_sum / world.size)
@@ -220,48 +282,57 @@ class _Run:
 
     def run(self, resume: bool, progress: bool, stop_after: int | None) -> RunResult:
         cfg, world, log, start_step = self.cfg, self.world, self.log, self.step
-        world.on_main(lambda: self._start_files(resume), "writing the first files of the run")
-        ddp_model = wrap_model(self.model, world, self.device)  # the model itself in one process
-        step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
-        micro_batches = world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)  # this rank's rows of each batch
-        # The handlers go in before the progress bar prints its first count: a signal aimed at that
-        # count (a resumed run prints its starting step at once) then still stops after one clean step.
-        with StopOnSignal(second_stops=not world.distributed) as stop:
+        # The handlers go in before the first file is written (a signal while the first checkpoint is
+        # written lets it finish, then stops) and before the progress bar prints its first count (a
+        # signal aimed at that count, which a resumed run prints at once, still stops after one clean step).
+        with StopOnSignal(second_stops=not world.distributed) as stop, _quiet_compile(cfg.compile):
+            world.on_main(lambda: self._start_files(resume), "writing the first files of the run")
+            self.saved_step = self.step if self.out is not None else None
+            if stop.signum and not world.distributed:  # (several processes agree on stopping after the first step)
+                raise TrainingInterrupted(self.step, stop.signum,
+                                          self.out / "checkpoint.pt" if self.out is not None else None)
+            ddp_model = wrap_model(self.model, world, self.device)  # the model itself in one process
+            step_fn = torch.compile(ddp_model) if cfg.compile else ddp_model
+            micro_batches = world.micro_batches(cfg.batch_size, cfg.grad_accum_steps)  # this rank's rows of each batch
             bar = None
             if progress and world.is_main and start_step < cfg.max_steps:
                 from tqdm.auto import tqdm
 
                 bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", unit="step")
-            self.model.train()
-            last_saved = start_step
-            t0 = time.perf_counter()
-            while self.step < cfg.max_steps:
-                train_loss, signum = self._train_step(step_fn, ddp_model, micro_batches, stop)
-                self.step = done = self.step + 1
-                if done % cfg.eval_interval == 0 or done == cfg.max_steps:
-                    log["val_step"].append(done)
-                    log["val_loss"].append(evaluate(self.model, self.p.val_tokens, cfg, done, world=world,
-                                                    device=self.device))
-                    if bar is not None:
-                        bar.set_postfix(train=f"{train_loss:.3f}", val=f"{log['val_loss'][-1]:.3f}")
-                self.seconds = self.p.seconds_before + time.perf_counter() - t0
+            try:
+                self._steps(step_fn, ddp_model, micro_batches, stop, bar, stop_after)
+            finally:
                 if bar is not None:
-                    bar.update(1)
-                if (cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0) or signum or done == stop_after:
-                    self._save()
-                    last_saved = done
-                if signum:
-                    if bar is not None:
-                        bar.close()
-                    raise TrainingInterrupted(done, signum, self.out / "checkpoint.pt" if self.out is not None else None,
-                                              world.rank, world.size)
-                if done == stop_after:
-                    break
-            if bar is not None:
-                bar.close()
-            if self.step != last_saved or (self.out is not None and not (self.out / "checkpoint.pt").exists()):
-                self._save()
+                    bar.close()  # before any message: an error line must not follow the bar on its line
         return self._result()
+
+    def _steps(self, step_fn, ddp_model, micro_batches, stop: StopOnSignal, bar, stop_after: int | None) -> None:
+        cfg, world, log = self.cfg, self.world, self.log
+        self.model.train()
+        last_saved = self.step
+        t0 = time.perf_counter()
+        while self.step < cfg.max_steps:
+            train_loss, signum = self._train_step(step_fn, ddp_model, micro_batches, stop)
+            self.step = done = self.step + 1
+            if done % cfg.eval_interval == 0 or done == cfg.max_steps:
+                log["val_step"].append(done)
+                log["val_loss"].append(evaluate(self.model, self.p.val_tokens, cfg, done, world=world,
+                                                device=self.device))
+                if bar is not None:
+                    bar.set_postfix(train=f"{train_loss:.3f}", val=f"{log['val_loss'][-1]:.3f}")
+            self.seconds = self.p.seconds_before + time.perf_counter() - t0
+            if bar is not None:
+                bar.update(1)
+            if (cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0) or signum or done == stop_after:
+                self._save()
+                last_saved = done
+            if signum:
+                raise TrainingInterrupted(done, signum, self.out / "checkpoint.pt" if self.out is not None else None,
+                                          world.rank, world.size)
+            if done == stop_after:
+                break
+        if self.step != last_saved or (self.out is not None and not (self.out / "checkpoint.pt").exists()):
+            self._save()
 
     def _result(self) -> RunResult:
         p, world = self.p, self.world

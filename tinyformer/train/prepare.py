@@ -32,7 +32,8 @@ from .run_folder import (
     tokenizer_json,
 )
 
-__all__ = ["prepare_data", "check_data_sizes", "Prepared", "prepare_run"]
+__all__ = ["prepare_data", "check_data_sizes", "Prepared", "prepare_run", "batch_memory_lower_bound",
+           "available_memory", "check_batch_memory"]
 
 
 def _make_tokenizer(cfg: TrainConfig, text: str, progress: bool = False):
@@ -76,6 +77,63 @@ def check_data_sizes(cfg: TrainConfig, context_length: int, train_tokens, val_to
             )
 
 
+def batch_memory_lower_bound(cfg: TrainConfig, model_config: TransformerConfig, processes: int = 1) -> dict:
+    """Bytes one process needs at the least for one step's batch, by where they live: ``"host"``
+    (the global batch's window starts, int64, drawn whole on every process) and ``"device"`` (one
+    micro-batch of B = batch_size / (processes x grad_accum_steps) windows of T tokens: the int64
+    inputs and targets, the float32 logits B x T x V that the loss reads, and one B x T x D
+    activation per layer kept for the backward pass, in the autocast dtype).
+
+    A lower bound on purpose (no attention scores, no MLP hidden, no gradients of activations,
+    no weights): a batch is refused only when even this cannot fit, so no run that fits is refused."""
+    micro = cfg.batch_size // (processes * cfg.grad_accum_steps)
+    tokens = micro * model_config.context_length
+    act_bytes = 2 if cfg.dtype == "bfloat16" else 4
+    device = tokens * (2 * 8 + 4 * model_config.vocab_size + act_bytes * model_config.d_model * model_config.n_layers)
+    return {"host": 8 * cfg.batch_size, "device": device}
+
+
+def available_memory(device: str) -> dict:
+    """Bytes free now: ``"host"`` from /proc/meminfo's MemAvailable and ``"device"`` from
+    torch.cuda.mem_get_info on CUDA (the host's on CPU); None where it cannot be read (other
+    systems, MPS), and then nothing is refused."""
+    host = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    host = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        host = None
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return {"host": host, "device": host}
+    if kind == "cuda":
+        try:
+            return {"host": host, "device": torch.cuda.mem_get_info(torch.device(device))[0]}
+        except (RuntimeError, AssertionError):
+            return {"host": host, "device": None}
+    return {"host": host, "device": None}
+
+
+def check_batch_memory(cfg: TrainConfig, model_config: TransformerConfig, device: str, processes: int = 1) -> None:
+    """Refuse, before the first step, a batch that clearly cannot fit (a typo such as
+    ``--batch-size 1000000000`` would otherwise grow memory until the system kills the run)."""
+    need, free = batch_memory_lower_bound(cfg, model_config, processes), available_memory(device)
+    if torch.device(device).type == "cpu" and free["host"] is not None:
+        need, free = {"host": need["host"] + need["device"]}, {"host": free["host"]}
+    for where in need:
+        if free.get(where) is not None and need[where] > free[where]:
+            gib = 2**30
+            place = "this machine's memory" if where == "host" else f"the memory of {device}"
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size} cannot fit: one step needs at least {need[where] / gib:,.1f} GiB "
+                f"(window starts, inputs, logits and activations of {cfg.batch_size} windows of "
+                f"{model_config.context_length} tokens over {processes} process(es) x {cfg.grad_accum_steps} "
+                f"micro-batch(es)), and {place} has {free[where] / gib:,.1f} GiB available: use a smaller "
+                f"--batch-size, or split each step into micro-batches with --grad-accum-steps")
+
+
 @dataclass
 class Prepared:
     """Everything a run needs before its first step, built and checked without writing a file."""
@@ -100,7 +158,7 @@ def _resumed_data(cfg: TrainConfig, out: Path, saved: dict, data):
     extra = saved["extra"]
     corpus = data[0] if data else load_corpus(cfg.corpus)
     check_resumable(extra["train_config"], cfg, extra.get("corpus_sha256"), corpus, out)
-    saved_tokenizer = tokenizer_from_json(extra["tokenizer"])
+    saved_tokenizer = tokenizer_from_json(extra["tokenizer"], str(out / "checkpoint.pt"))
     check_saved_tokenizer(out, extra["tokenizer"])
     if data and tokenizer_json(data[1]) != extra["tokenizer"]:
         raise ResumeError(f"cannot resume {out}: the tokenizer passed in data differs from the one in checkpoint.pt")
@@ -108,9 +166,10 @@ def _resumed_data(cfg: TrainConfig, out: Path, saved: dict, data):
 
 
 def prepare_run(cfg: TrainConfig, device: str, out: Path | None, resume: bool, overwrite: bool, data,
-                progress: bool) -> Prepared:
-    """Check the output folder, the checkpoint to resume, the device and the data, and build the
-    model, optimiser and sampler (restored on resume). Reads files, never writes one."""
+                progress: bool, processes: int = 1) -> Prepared:
+    """Check the output folder, the checkpoint to resume, the device, the data and the batch's
+    memory, and build the model, optimiser and sampler (restored on resume). Reads files, never
+    writes one."""
     saved = None
     if out is not None:
         prepare_out_dir(out, resume, overwrite)
@@ -122,6 +181,7 @@ def prepare_run(cfg: TrainConfig, device: str, out: Path | None, resume: bool, o
     corpus, tokenizer, train_tokens, val_tokens = data or prepare_data(cfg, progress=progress)
     model_config = preset(cfg.preset, **{**cfg.model_overrides, "vocab_size": tokenizer.vocab_size})
     check_data_sizes(cfg, model_config.context_length, train_tokens, val_tokens)
+    check_batch_memory(cfg, model_config, device, processes)
 
     torch.manual_seed(cfg.seed)  # every rank builds the same initial weights (DDP broadcasts rank 0's anyway)
     model = TransformerLM(model_config).to(device)

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "read_checkpoint_to_resume",
     "check_resumable",
     "start_run_folder",
+    "check_out_name",
+    "stopped_before_first_checkpoint",
     "write_log",
     "write_result",
     "tokenizer_json",
@@ -74,16 +77,35 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"{signal.Signals(signum).name} at step {step}: {saved}")
 
 
+def check_out_name(out_dir) -> None:
+    """An empty ``--out`` (an unset ``$RUN_DIR``) would be the current folder: refuse it."""
+    if isinstance(out_dir, str) and out_dir == "":
+        raise ConfigError("--out is empty (an unset shell variable such as $RUN_DIR?): name the folder for the "
+                          "run's files, e.g. --out runs/mine (--out . if you mean the current folder)")
+
+
+def stopped_before_first_checkpoint(out: Path) -> bool:
+    """True when ``out`` holds what a run killed before its first checkpoint was complete leaves:
+    ``tokenizer.json`` (written just before that checkpoint) and no other run file. Nothing of such
+    a run can be resumed or lost: the same command starts it over."""
+    return [name for name in RUN_FILES if (out / name).exists()] == ["tokenizer.json"]
+
+
 def prepare_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse an ``--out`` that cannot be used: a file, ``resume`` and ``overwrite`` together, nothing
-    to resume, or a run already there without ``resume`` or ``overwrite``. Writes nothing."""
+    to resume, or a run already there without ``resume`` or ``overwrite`` (a run stopped before its
+    first checkpoint does not count: it is started over). Writes nothing."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: choose one")
     if resume:
         if not (out / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}")
+            why = (" (the run there stopped before its first checkpoint was written: run the same command without "
+                   "--resume to start it over)" if stopped_before_first_checkpoint(out) else "")
+            raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}{why}")
+        return
+    if stopped_before_first_checkpoint(out):
         return
     existing = [name for name in RUN_FILES if (out / name).exists()]
     if existing and not overwrite:
@@ -125,17 +147,26 @@ def read_checkpoint_to_resume(out: Path, cfg: TrainConfig) -> dict:
 
 
 def check_saved_tokenizer(out: Path, saved_text: str) -> None:
-    """On resume, ``tokenizer.json`` (if there) must be the tokenizer saved in the checkpoint."""
-    on_disk = (out / "tokenizer.json").read_text(encoding="utf-8") if (out / "tokenizer.json").exists() else None
-    if on_disk is not None and on_disk != saved_text:
-        raise ResumeError(f"cannot resume {out}: tokenizer.json differs from the tokenizer saved in checkpoint.pt "
-                          f"(was it replaced?); restore it or start again with --overwrite")
+    """On resume, ``tokenizer.json`` (if there) must be the tokenizer saved in the checkpoint
+    (compared as bytes: a damaged file is named, whatever it holds)."""
+    path = out / "tokenizer.json"
+    try:
+        on_disk = path.read_bytes() if path.exists() else None
+    except OSError as exc:
+        raise ResumeError(f"cannot resume {out}: {path} cannot be read ({exc.strerror or exc})") from None
+    if on_disk is not None and on_disk != saved_text.encode("utf-8"):
+        raise ResumeError(f"cannot resume {out}: {path} differs from the tokenizer saved in checkpoint.pt (was it "
+                          f"replaced or damaged?); delete it (the run writes it again from the checkpoint), restore "
+                          f"it, or start again with --overwrite")
 
 
 def start_run_folder(out: Path, resume: bool, finished: bool, tokenizer_text: str) -> None:
     """Everything is checked: from here on files are written (by rank 0). Removes a killed writer's
     temporary files and a stale ``result.json`` (it marks a finished run); a new run also drops an
     old ``log.csv`` and writes ``tokenizer.json`` (a resumed one only if it is missing)."""
+    if not resume and stopped_before_first_checkpoint(out):
+        print(f"note: {out} holds a run stopped before its first checkpoint (tokenizer.json only): starting it "
+              f"over", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out, RUN_FILES)
     if not resume or not finished:
@@ -176,7 +207,8 @@ class StopOnSignal:
 
 
 def write_log(out: Path, log: dict) -> None:
-    """``log.csv``: one row per step (step, lr, train_loss, and val_loss where it was evaluated)."""
+    """``log.csv``: one row per step (step, lr, train_loss, and val_loss where it was evaluated).
+    It is derived from the checkpoint's log: a resume writes it again, so a damaged copy is repaired."""
     val = dict(zip(log["val_step"], log["val_loss"]))
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
@@ -204,12 +236,17 @@ def tokenizer_json(tokenizer) -> str:
     return text
 
 
-def tokenizer_from_json(text: str):
-    """The tokenizer whose file content is ``text`` (as saved in a checkpoint)."""
+def tokenizer_from_json(text: str, where: str = "the checkpoint"):
+    """The tokenizer whose file content is ``text`` (as saved in ``where``, a checkpoint)."""
+    if not isinstance(text, str):
+        raise ResumeError(f"{where} holds no readable tokenizer (its 'tokenizer' entry is a {type(text).__name__})")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tokenizer.json"
         path.write_text(text, encoding="utf-8")
-        return load_tokenizer(path)
+        try:
+            return load_tokenizer(path)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ResumeError(f"{where} holds a tokenizer that cannot be read: {exc}") from None
 
 
 def finite_or_none(obj):
