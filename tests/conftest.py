@@ -38,3 +38,19 @@ def randomize_(module: torch.nn.Module, scale: float = 0.5) -> torch.nn.Module:
         for p in module.parameters():
             p.copy_(torch.randn_like(p) * scale)
     return module
+
+
+SMALL_CORPUS = ("In the beginning God created the heaven and the earth. And the earth was without form, and void. " * 60)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """A training configuration that runs in seconds: a tiny model on a small corpus in tmp_path."""
+    from tinyformer.train import TrainConfig
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(SMALL_CORPUS, encoding="utf-8")
+    return TrainConfig(
+        corpus=str(path), max_steps=24, warmup_steps=4, eval_interval=8, eval_batches=2, batch_size=4,
+        model_overrides={"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 16},
+    )

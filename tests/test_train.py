@@ -5,19 +5,8 @@ import math
 import pytest
 import torch
 
+from conftest import SMALL_CORPUS as TEXT
 from tinyformer.train import RunResult, TrainConfig, main, prepare_data, train
-
-TEXT = ("In the beginning God created the heaven and the earth. And the earth was without form, and void. " * 60)
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return TrainConfig(
-        corpus=str(path), max_steps=24, warmup_steps=4, eval_interval=8, eval_batches=2, batch_size=4,
-        model_overrides={"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 16},
-    )
 
 
 def test_training_lowers_the_loss_and_writes_its_outputs(cfg, tmp_path):
