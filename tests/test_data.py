@@ -168,6 +168,13 @@ def test_a_corpus_is_read_exactly_as_its_bytes(tmp_path, newline):
         assert corpus.sha256 == hashlib.sha256(data).hexdigest()
 
 
-def test_a_corpus_that_is_not_a_regular_file_is_named(tmp_path):
+def test_a_corpus_that_is_not_a_regular_file_is_named(monkeypatch):
+    from pathlib import Path
+
+    def endless(self, *args, **kwargs):  # reading /dev/zero never ends: it must be refused unread
+        pytest.fail(f"{self} was read")
+
+    monkeypatch.setattr(Path, "read_text", endless)
+    monkeypatch.setattr(Path, "read_bytes", endless)
     with pytest.raises(ValueError, match=r"/dev/zero is not a regular file but a character device"):
         load_text_file("/dev/zero")
