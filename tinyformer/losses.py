@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .layers import check_impl
+
 __all__ = ["cross_entropy", "lm_loss"]
 
 
@@ -43,13 +45,11 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, impl: str = "scratch") 
     against ``targets (...)``, computed by our from-scratch :func:`cross_entropy` (``"scratch"``) or
     by ``F.cross_entropy`` (``"fused"``: one log-softmax kernel and a fused backward). Both give the
     same value (tested); the profiler and benchmarks switch between them."""
-    if impl == "scratch":
+    if check_impl(impl) == "scratch":
         return cross_entropy(logits, targets)
-    if impl == "fused":
-        if logits.shape[:-1] != targets.shape:
-            raise ValueError(
-                f"logits (..., V) and targets (...) disagree: logits {tuple(logits.shape)}, "
-                f"targets {tuple(targets.shape)}"
-            )
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())
-    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits (..., V) and targets (...) disagree: logits {tuple(logits.shape)}, "
+            f"targets {tuple(targets.shape)}"
+        )
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long())

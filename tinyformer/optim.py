@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .layers import Embedding, LayerNorm, RMSNorm
+from .layers import Embedding, LayerNorm, RMSNorm, check_impl
 
 __all__ = ["AdamW", "param_groups", "make_optimizer", "cosine_lr_schedule", "clip_grad_norm", "clip_gradients"]
 
@@ -134,11 +134,9 @@ def make_optimizer(
     which updates all tensors of a group with a handful of kernels instead of a Python loop.
     Both do the same arithmetic (tested)."""
     groups = param_groups(model, weight_decay, no_decay_on)
-    if impl == "scratch":
+    if check_impl(impl) == "scratch":
         return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-    if impl == "fused":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
-    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True)
 
 
 def cosine_lr_schedule(it: int, max_lr: float, min_lr: float, warmup_iters: int, cosine_iters: int) -> float:
@@ -191,8 +189,6 @@ def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, impl: st
     """Global-norm clipping, dispatched on ``impl``: our from-scratch :func:`clip_grad_norm`
     (``"scratch"``) or ``torch.nn.utils.clip_grad_norm_`` with ``foreach=True`` (``"fused"``: one
     multi-tensor norm instead of a Python sum). Returns the norm before clipping."""
-    if impl == "scratch":
+    if check_impl(impl) == "scratch":
         return clip_grad_norm(parameters, max_norm)
-    if impl == "fused":
-        return torch.nn.utils.clip_grad_norm_(list(parameters), max_norm, foreach=True)
-    raise ValueError(f"unknown impl {impl!r}: expected 'scratch' or 'fused'")
+    return torch.nn.utils.clip_grad_norm_(list(parameters), max_norm, foreach=True)
