@@ -135,6 +135,9 @@ def prepare(command: str, scratch: Path) -> tuple[list[str] | None, str]:
     return argv, "run (scaled down)"
 
 
+INT_TYPES = ("int", "int | None")  # TrainConfig's integer fields (None: a default derived from the others)
+
+
 def scale_down(argv: list[str], scratch: Path) -> list[str]:
     """The same command in seconds. For ``-m tinyformer.train``: its ``--config`` file (or, for a new
     run without one, the default TrainConfig) replaced by a scaled copy in ``scratch/smoke-configs``,
@@ -154,9 +157,9 @@ def scale_down(argv: list[str], scratch: Path) -> list[str]:
         value = arg.split("=", 1)[1] if "=" in arg else None
         if value is None and i > 0 and args[i - 1].startswith("--") and "=" not in args[i - 1]:
             previous = args[i - 1][2:].replace("-", "_")
-            if previous in fields and fields[previous].type == "int":
+            if previous in fields and fields[previous].type in INT_TYPES:
                 arg = str(smoke_scaled({previous: int(arg)})[previous])
-        elif value is not None and field in fields and fields[field].type == "int":
+        elif value is not None and field in fields and fields[field].type in INT_TYPES:
             arg = f"{name}={smoke_scaled({field: int(value)})[field]}"
         scaled.append(arg)
     args = scaled
