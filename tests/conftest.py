@@ -54,3 +54,25 @@ def cfg(tmp_path):
         corpus=str(path), max_steps=24, warmup_steps=4, eval_interval=8, eval_batches=2, batch_size=4,
         model_overrides={"d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64, "context_length": 16},
     )
+
+
+def interrupt_when_ready(argv, ready, timeout: float, **popen_kwargs):
+    """Start ``argv``, wait until ``ready()`` (the process reached the phase under test), send one
+    SIGINT and return (returncode, stdout, stderr). The process is killed if it outlives the test."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_kwargs)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert ready(), proc.communicate(timeout=timeout / 2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout / 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err

@@ -11,7 +11,6 @@ import inspect
 import io
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_when_ready
 import torch
 
 import tinyformer.exercises
@@ -305,20 +305,10 @@ def test_ctrl_c_during_check_is_one_line_and_exit_130(tmp_path):
     (tmp_path / "attention.py").write_text(
         f"import os, pathlib\npathlib.Path({str(started)!r}).write_text(str(os.getpid()))\nwhile True:\n    pass\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "tinyformer.exercises", "check", str(tmp_path), "--chapter",
-                             "attention", "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (started.exists() and started.read_text()) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert started.exists(), proc.communicate(timeout=60)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, out + err
+    code, out, err = interrupt_when_ready(
+        [sys.executable, "-m", "tinyformer.exercises", "check", str(tmp_path), "--chapter", "attention", "--timeout", "120"],
+        lambda: started.exists() and started.read_text() != "", timeout=120)
+    assert code == 130, out + err
     assert err.strip() == "interrupted" and "Traceback" not in out + err
     with pytest.raises(ProcessLookupError):
         os.kill(int(started.read_text()), 0)  # the child was killed and reaped

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
 import pytest
+from conftest import interrupt_when_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -99,20 +98,8 @@ def test_ctrl_c_during_a_real_setup_is_one_line_and_130(tmp_path):
     started = tmp_path / "started"
     python.write_text(f"#!/bin/sh\ntouch {started}\nexec sleep 60\n")
     python.chmod(0o755)
-    proc = subprocess.Popen([sys.executable, "tasks.py", "setup"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert started.exists(), proc.communicate(timeout=30)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, out + err
+    code, out, err = interrupt_when_ready([sys.executable, "tasks.py", "setup"], started.exists, timeout=60, cwd=tmp_path)
+    assert code == 130, out + err
     assert "Traceback" not in err
     assert err.strip().splitlines() == [f"interrupted while setting up {tmp_path / '.venv'}: the next run of setup, "
                                         f"build or test finishes it (an incomplete environment is recreated)"]
