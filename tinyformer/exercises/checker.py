@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .component import Case, Component, WrongReturn, describe
+from .diagnose import findings
 from .registry import BY_NAME, CHAPTERS, COMPONENTS
 
 DEFAULT_TIMEOUT = 30.0  # seconds per component; the reference solutions need well under one
@@ -58,6 +59,7 @@ class Result:
     output_chars: int = 0  # how many characters it printed in all (0: len(output))
     output_lines: int = 0  # how many lines, when output is cut short (0: count them in output)
     reference_call: str = ""  # the reference it is or calls ("torch.softmax"), if any
+    kinds: list[str] = field(default_factory=list)  # the kind of each diagnosis line (diagnose.Finding.kind)
 
     @property
     def passed(self) -> bool:
@@ -511,8 +513,10 @@ def evaluate(component: Component, impl, expected: list[dict] | None = None) -> 
                 mistakes = _matching_mistakes(component, cases, outputs)
                 details = [f"case: {case.label}", f"vs {who}: {lines[0]}", *(f"  {line}" for line in lines[1:])]
                 hints = {m.title: m.hint for m in component.mistakes}
-                details += [f"looks like: {m}. Hint: {hints[m]}" for m in mistakes]
-                return Result(name, "fail", f"wrong on {case.label}", details, mistakes)
+                found = findings(component, impl, cases, outputs, [next(iter(e.values())) for e in expected],
+                                 [(m, hints[m]) for m in mistakes])
+                details += [f.line for f in found]
+                return Result(name, "fail", f"wrong on {case.label}", details, mistakes, kinds=[f.kind for f in found])
     result = Result(name, "pass", f"{len(cases)} cases, vs {' and '.join(component.references)}")
     dotted, how = shortcuts.identical(impl) or ((called[0], "calls") if called else ("", ""))
     if dotted:

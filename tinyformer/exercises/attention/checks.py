@@ -7,7 +7,95 @@ import torch.nn.functional as F
 import tinyformer as tf
 
 from ..component import Case, Component, call, generator, randn
+from ..diagnose import Finding, _span, _with, name_factor, normalised, responds_to, shift_invariant
 from .hints import MISTAKES
+
+
+def _dim(case):
+    return case.kwargs.get("dim", -1)
+
+
+def _other_dim(case):
+    x = case.args[0]
+    dim = _dim(case) % x.dim()
+    return _with(case, kwargs={**case.kwargs, "dim": (dim - 1) % x.dim()})
+
+
+SOFTMAX_PROBES = [
+    normalised(_dim, "values"),
+    responds_to("dim", _other_dim, "ignores", "your output does not change when `dim` changes: normalise along the `dim` you are given"),
+    shift_invariant(3.0, "softmax(x + 3) should equal softmax(x), and yours differs: exp(x) / sum(exp(x)) along dim, "
+                         "after subtracting the max"),
+]
+
+
+def attention_weights(ctx, case, run):
+    """The attention weights, read out by running with v = the identity (T_k, T_k): then
+    weights @ v is the weights themselves. ``run`` is ctx.run or ctx.reference."""
+    q, k, v, *rest = case.args
+    eye = torch.eye(k.shape[-2], dtype=v.dtype).expand(*k.shape[:-1], k.shape[-2]).clone()
+    return run(_with(case, (q, k, eye, *rest)))
+
+
+def _attention_weights_probe(ctx):
+    """Read the reader's weights (v = identity) and test them: rows sum to 1 over the keys,
+    no weight on masked keys, and the scores' scale (the log-weights' spread) against the reference's."""
+    names, factor = None, None
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if ctx.close(case, got, want):
+            continue
+        mine, ref = attention_weights(ctx, case, ctx.run).double(), attention_weights(ctx, case, ctx.reference).double()
+        if mine.shape != ref.shape:
+            return None
+        mask = case.args[3] if len(case.args) > 3 else None
+        if mask is not None:
+            hidden = (~mask).expand_as(mine)
+            if hidden.any() and float(mine[hidden].abs().max()) > 1e-6:
+                if float(mine[~hidden].abs().max()) < 1e-6:
+                    return Finding("catalogue", "all your weight is on the keys the mask hides: True means *may attend*")
+                return Finding("invariant", f"weight {float(mine[hidden].abs().max()):.3g} on keys the mask hides "
+                                            f"({case.label}): fill their scores with -inf before the softmax")
+        rows = mine.sum(-1)
+        if not torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+            cols = mine.sum(-2)
+            if mask is None and torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
+                return Finding("axis", "your weights sum to 1 over the queries (dim=-2), not over the keys: "
+                                       "each query's row of scores is one softmax(dim=-1)")
+            return Finding("invariant", f"each query's weights sum to {_span(rows)}, "
+                                        f"not 1 ({case.label}): one softmax over the keys, after the mask")
+        if ctx.close(case, mine.to(ref.dtype), ref):
+            return Finding("locate", "your attention weights are right: the mistake is after the softmax (weights @ v)")
+        c = _log_weight_ratio(mine, ref)
+        if c is None:
+            return Finding("invariant", f"your weights are not softmax(q·kᵀ / √d_head) up to a scale ({case.label})")
+        here = set(name_factor(c, _attention_sizes(case)))
+        names = here if names is None else names & here
+        factor = c
+    if factor is None:
+        return None
+    hint = {"× √d_head": ": did you forget to divide by √d_head?", "÷ √d_head": ": did you divide by d_head instead of √d_head?"}
+    if names:
+        name = sorted(names, key=len)[0]
+        return Finding("scale", f"your scores are the reference's {name}{hint.get(name, '')} (scores = q·kᵀ / √d_head)")
+    return Finding("scale", f"your scores are the reference's × {factor:.4g}: scores = q·kᵀ / √d_head")
+
+
+def _log_weight_ratio(mine, ref):
+    """c when log(mine) = c * log(ref) up to a constant per row (scores scaled by c), else None."""
+    live = (ref > 1e-12) & (mine > 1e-12)
+    log_mine, log_ref = mine.clamp_min(1e-300).log(), ref.clamp_min(1e-300).log()
+    count = live.sum(-1, keepdim=True).clamp_min(1)
+    a = (log_mine - (log_mine * live).sum(-1, keepdim=True) / count) * live
+    b = (log_ref - (log_ref * live).sum(-1, keepdim=True) / count) * live
+    if float(b.abs().max()) < 1e-6:
+        return None
+    c = float((a * b).sum() / (b * b).sum())
+    return c if torch.allclose(a, c * b, atol=1e-3 * max(1.0, abs(c))) else None
+
+
+def _attention_sizes(case):
+    q, k, v = case.args[:3]
+    return {"d_head": q.shape[-1], "T": k.shape[-2], "d_v": v.shape[-1]}
 
 
 def _softmax_cases():
@@ -45,10 +133,15 @@ COMPONENTS = [
             "PyTorch": lambda case: torch.softmax(case.args[0], dim=case.kwargs.get("dim", -1)),
         },
         mistakes=MISTAKES["softmax"],
+        probes=SOFTMAX_PROBES,
+        axes={"features": -1},
     ),
     Component(
         "scaled_dot_product_attention", "attention", "function", _attention_cases,
         references={"tinyformer": call(tf.scaled_dot_product_attention), "PyTorch": call(F.scaled_dot_product_attention)},
         mistakes=MISTAKES["scaled_dot_product_attention"],
+        probes=[_attention_weights_probe],
+        sizes=_attention_sizes,
+        axes={"features": -1, "queries": -2},
     ),
 ]
