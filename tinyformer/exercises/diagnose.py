@@ -141,7 +141,7 @@ def _probe_overflow(ctx: Context) -> Finding | None:
         bad = ~torch.isfinite(got) & torch.isfinite(want)
         if bad.any():
             return Finding("overflow", f"{int(bad.sum())} values are nan or inf where the reference is finite "
-                                       f"({case.label}): an exp() that overflows, a log of 0 or a division by 0?")
+                                       f"({case.label}): an exp() that overflows, a division by 0, or entries never written (torch.empty)?")
     return None
 
 

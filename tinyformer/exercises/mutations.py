@@ -53,7 +53,7 @@ RIGHT_KINDS: dict[str, set[str]] = {
     "drop transpose": {"axis", "invariant", "subset", "catalogue", "causal", "locate"},
     "drop unary": _VALUE | {"causal"},
     "swap function": _VALUE | {"axis"},
-    "off by one": {"offbyone", "subset", "invariant", "causal", "catalogue", "grows", "ignores", "locate"},
+    "off by one": {"offbyone", "overflow", "subset", "invariant", "causal", "catalogue", "grows", "ignores", "locate"},
 }
 for kinds in RIGHT_KINDS.values():
     kinds.add("crash")

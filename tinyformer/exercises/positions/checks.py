@@ -1,12 +1,106 @@
 """The checker's view of chapter "Embeddings and positions": seeded cases and references for
 sinusoidal_positions and rope."""
 
+import math
+
 import torch
 
 import tinyformer as tf
 
 from ..component import Case, Component, generator, randn
+from ..diagnose import Finding, _with, name_factor, responds_to
 from .hints import MISTAKES
+
+
+def _pair_angles(out, x=None):
+    """The angle of each adjacent pair (out[2i], out[2i+1]) as a point (cos-like, sin-like), or,
+    given x, the angle that rotates x's pair onto out's: atan2(x × out, x · out)."""
+    e, o = out[..., 0::2].double(), out[..., 1::2].double()
+    if x is None:
+        return torch.atan2(e, o)  # sinusoidal: (sin a, cos a) -> a
+    xe, xo = x[..., 0::2].double(), x[..., 1::2].double()
+    return torch.atan2(xe * o - xo * e, xe * e + xo * o)
+
+
+def _wrap(a):
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+def _angle_finding(mine, ref, positions, sizes, what):
+    """Name how the reader's angles differ from the reference's: a factor, the sign, p ± 1."""
+    for shift in (1, -1):
+        per_pos = ref / positions.double().clamp_min(1e-9)[:, None]  # the frequencies, where p != 0
+        shifted = (positions.double() + shift)[:, None] * per_pos[-1:]
+        if torch.allclose(_wrap(mine - shifted), torch.zeros_like(mine), atol=1e-4):
+            return Finding("offbyone", f"your angles are those of position p {shift:+d}: positions count from 0 (p · freq)")
+    live = ref.abs() > 1e-3
+    if live.any():
+        ratio = mine[live] / ref[live]
+        c = float(ratio.median())
+        if torch.allclose(ratio, torch.full_like(ratio, c), rtol=1e-3, atol=1e-4):
+            if abs(c + 1) < 1e-3:
+                return Finding("scale", f"your {what} turn the other way (angle × −1): a sign of sin is flipped")
+            names = name_factor(c, sizes)
+            return Finding("scale", f"your {what} angles are the reference's {names[0] if names else f'× {c:.4g}'}: "
+                                    f"angle = p · base^(−2i/d)")
+    if not torch.allclose(mine[..., :1], ref[..., :1], atol=1e-4) or True:
+        return None
+
+
+def _sinusoidal_probe(ctx):
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if ctx.close(case, got, want) or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            continue
+        got = got.double()
+        T, D = case.args
+        row0 = got[0]
+        if torch.allclose(row0[0::2], torch.ones_like(row0[0::2])) and torch.allclose(row0[1::2], torch.zeros_like(row0[1::2])):
+            return Finding("axis", "your row 0 is [1, 0, 1, 0, …]: cosines in the even columns and sines in the odd; "
+                                   "PE[p, 2i] = sin, PE[p, 2i+1] = cos")
+        if not (torch.allclose(row0[0::2], torch.zeros_like(row0[0::2]), atol=1e-5)
+                and torch.allclose(row0[1::2], torch.ones_like(row0[1::2]), atol=1e-5)):
+            return Finding("invariant", "row 0 (position 0) should be [0, 1, 0, 1, …] = (sin 0, cos 0): "
+                                        "positions count from 0, and every column takes p · freq")
+        norms = got[:, 0::2] ** 2 + got[:, 1::2] ** 2
+        if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
+            return Finding("invariant", "PE[p, 2i]² + PE[p, 2i+1]² should be 1 (sin and cos of one angle), and "
+                                        "yours is not: the same angle goes in both columns of a pair")
+        finding = _angle_finding(_pair_angles(got)[1:2], _pair_angles(want)[1:2], torch.tensor([1]),
+                                 {"D": D, "10000": 10000.0}, "position 1's")
+        if finding is not None:
+            return finding
+    return None
+
+
+def _rope_probe(ctx):
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if ctx.close(case, got, want) or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            continue
+        x, positions = case.args
+        d = x.shape[-1]
+        pair = lambda t: t[..., 0::2].double() ** 2 + t[..., 1::2].double() ** 2
+        if not torch.allclose(pair(got), pair(x), rtol=1e-4, atol=1e-5):
+            halves = lambda t: t[..., : d // 2].double() ** 2 + t[..., d // 2:].double() ** 2
+            if torch.allclose(halves(got), halves(x), rtol=1e-4, atol=1e-5):
+                return Finding("axis", "you rotate the pairs (x[i], x[i + d/2]) (halves); the book rotates adjacent "
+                                       "pairs (x[2i], x[2i+1])")
+            return Finding("invariant", "a rotation keeps the length of each pair (x[2i], x[2i+1]), and yours changes it: "
+                                        "(a cos − b sin, a sin + b cos)")
+        if int(positions[0]) == 0 and not torch.allclose(got[..., 0, :].double(), x[..., 0, :].double(), atol=1e-5):
+            return Finding("invariant", "at position 0 the angle is 0, so RoPE must return x unchanged there, and yours does not")
+        theta = case.kwargs.get("theta", 10000.0)
+        return _angle_finding(_pair_angles(got, x).reshape(-1, *got.shape[-2:]).select(0, 0),
+                              _pair_angles(want, x).reshape(-1, *got.shape[-2:]).select(0, 0),
+                              positions, {"d_head": d, "θ": theta}, "rotation")
+    return None
+
+
+def _rope_other_theta(case):
+    return _with(case, kwargs={**case.kwargs, "theta": 77.0})
+
+
+def _rope_later_positions(case):
+    return _with(case, (case.args[0], case.args[1] + 3))
 
 _FLOAT32_TABLES = {torch.float32: 1e-5, torch.float64: 1e-6}  # tinyformer keeps cos/sin tables in float32
 
@@ -44,12 +138,18 @@ COMPONENTS = [
         "sinusoidal_positions", "positions", "function", _sinusoidal_cases,
         references={"tinyformer": lambda case: tf.sinusoidal_positional_encoding(*case.args)},
         mistakes=MISTAKES["sinusoidal_positions"],
+        probes=[_sinusoidal_probe],
+        sizes=lambda case: {"D": case.args[1], "T": case.args[0]},
+        axes={"features": -1, "positions": 0},
         atol={torch.float32: 1e-6},
     ),
     Component(
         "rope", "positions", "function", _rope_cases,
         references={"tinyformer": _tinyformer_rope},
         mistakes=MISTAKES["rope"],
+        probes=[_rope_probe, responds_to("theta", _rope_other_theta), responds_to("token_positions", _rope_later_positions)],
+        sizes=lambda case: {"d_head": case.args[0].shape[-1]},
+        axes={"features": -1, "positions": -2},
         atol=_FLOAT32_TABLES,
     ),
 ]
