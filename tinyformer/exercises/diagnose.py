@@ -418,3 +418,65 @@ def shift_invariant(shift, message: str, arg: int = 0) -> Probe:
         return None
 
     return probe
+
+
+# ------------------------------------------------------------ class components
+
+
+def _edited_run(ctx: Context, case: Case, edit: Callable, label: str):
+    """(reader's output, reference's output) on ``case`` with the reference module's weights
+    changed by ``edit(module)`` first (the reader's module gets the same weights)."""
+    import copy
+
+    from . import checker
+
+    key = (ctx.component.name, case.label)
+    original = checker._reference_module(ctx.component, case)
+    edited = copy.deepcopy(original)
+    with torch.no_grad():
+        edit(edited)
+    checker._REFERENCE_MODULES[key] = edited
+    try:
+        mine = ctx.run(case)
+        ref = ctx.reference(case)
+    finally:
+        checker._REFERENCE_MODULES[key] = original
+    return mine, ref
+
+
+def ablate(edit: Callable, message: str, label: str = "ablated", when_right: bool = True) -> Probe:
+    """Switch part of the module off in both (``edit(module)``, e.g. zero ffn.w2): when the reader's
+    output then matches, the mistake is in that part: say ``message``. With ``when_right=False``,
+    say it when the reader's output still differs (the mistake is in what is left)."""
+
+    def probe(ctx: Context) -> Finding | None:
+        for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+            if ctx.close(case, got, want):
+                continue
+            mine, ref = _edited_run(ctx, case, edit, label)
+            return Finding("locate", message) if ctx.close(case, mine, ref) == when_right else None
+        return None
+
+    return probe
+
+
+def causal(position_axis: int = 1, message: str | None = None) -> Probe:
+    """Changing the last input position must not change any earlier output position."""
+
+    def probe(ctx: Context) -> Finding | None:
+        for case in ctx.cases:
+            x = case.args[0]
+            if x.shape[position_axis] < 2:
+                continue
+            changed = x.clone()
+            last = changed.select(position_axis, -1)
+            last.copy_(last + 1 if x.is_floating_point() else (last + 1) % max(2, int(x.max()) + 1))
+            before, after = ctx.run(case), ctx.run(_with(case, (changed, *case.args[1:])))
+            n = x.shape[position_axis] - 1
+            early = lambda t: t.narrow(position_axis, 0, n)
+            if not torch.allclose(early(before).double(), early(after).double(), atol=1e-6):
+                return Finding("causal", message or f"changing the last token changes your outputs at earlier positions "
+                                                    f"({case.label}): a position may not see later ones (causal mask)")
+        return None
+
+    return probe
