@@ -151,7 +151,7 @@ def _probe_scale(ctx: Context) -> Finding | None:
     for case, got, want in _pairs(ctx):
         if ctx.close(case, got, want):
             continue
-        c = constant_ratio(got, want, _tol(ctx, case))
+        c = constant_ratio(got, want, _tol(ctx, case)) if torch.isfinite(got).all() else None
         if c is None:
             return None
         factors.append(c)
@@ -174,7 +174,7 @@ def _probe_offset(ctx: Context) -> Finding | None:
         if ctx.close(case, got, want):
             continue
         d = got - want
-        if d.numel() < 2:  # any two numbers differ by a constant: that says nothing
+        if d.numel() < 2 or not torch.isfinite(d).all():  # any two numbers differ by a constant: that says nothing
             return None
         if float((d - d.flatten()[0]).abs().max()) > _tol(ctx, case):
             return None
@@ -359,12 +359,13 @@ def responds_to(argument: str, change: Callable[[Case], Case | None], kind: str 
 
 def findings(component, impl, cases, outputs, expected, catalogue: list[tuple[str, str]] = ()) -> list[Finding]:
     """Every finding, most specific first: the catalogue's named mistakes, the component's
-    declared properties, then the generic probes. Probes that fail themselves are skipped."""
+    declared properties, then (only when those found nothing) the generic probes. Probes that
+    fail themselves are skipped."""
     ctx = Context(component, impl, cases, outputs, expected)
     found: list[Finding] = [Finding("catalogue", f"looks like: {title}. Hint: {hint}") for title, hint in catalogue]
     for probe in [*component.probes, *GENERIC]:
-        if len(found) >= MAX_FINDINGS:
-            break
+        if len(found) >= MAX_FINDINGS or (found and probe is GENERIC[0]):
+            break  # the generic probes speak only when nothing more specific has
         try:
             finding = probe(ctx)
         except Exception:

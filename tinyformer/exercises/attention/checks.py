@@ -37,47 +37,63 @@ def attention_weights(ctx, case, run):
     return run(_with(case, (q, k, eye, *rest)))
 
 
-def _attention_weights_probe(ctx):
-    """Read the reader's weights (v = identity) and test them: rows sum to 1 over the keys,
-    no weight on masked keys, and the scores' scale (the log-weights' spread) against the reference's."""
-    names, factor = None, None
-    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
-        if ctx.close(case, got, want):
-            continue
-        mine, ref = attention_weights(ctx, case, ctx.run).double(), attention_weights(ctx, case, ctx.reference).double()
-        if mine.shape != ref.shape:
-            return None
-        mask = case.args[3] if len(case.args) > 3 else None
-        if mask is not None:
-            hidden = (~mask).expand_as(mine)
-            if hidden.any() and float(mine[hidden].abs().max()) > 1e-6:
-                if float(mine[~hidden].abs().max()) < 1e-6:
-                    return Finding("catalogue", "all your weight is on the keys the mask hides: True means *may attend*")
-                return Finding("invariant", f"weight {float(mine[hidden].abs().max()):.3g} on keys the mask hides "
-                                            f"({case.label}): fill their scores with -inf before the softmax")
-        rows = mine.sum(-1)
-        if not torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
-            cols = mine.sum(-2)
-            if mask is None and torch.allclose(cols, torch.ones_like(cols), atol=1e-4):
-                return Finding("axis", "your weights sum to 1 over the queries (dim=-2), not over the keys: "
-                                       "each query's row of scores is one softmax(dim=-1)")
-            return Finding("invariant", f"each query's weights sum to {_span(rows)}, "
-                                        f"not 1 ({case.label}): one softmax over the keys, after the mask")
-        if ctx.close(case, mine.to(ref.dtype), ref):
-            return Finding("locate", "your attention weights are right: the mistake is after the softmax (weights @ v)")
-        c = _log_weight_ratio(mine, ref)
-        if c is None:
-            return Finding("invariant", f"your weights are not softmax(q·kᵀ / √d_head) up to a scale ({case.label})")
-        here = set(name_factor(c, _attention_sizes(case)))
-        names = here if names is None else names & here
-        factor = c
-    if factor is None:
+def weights_finding(mine, ref, mask, sizes, label):
+    """What is wrong with the reader's attention weights ``mine`` (..., T_q, T_k) against the
+    reference's: weight on masked keys, rows that do not sum to 1 (or columns that do), or the
+    scores' scale. Returns (Finding or None, factor c or None)."""
+    if mine.shape != ref.shape:
+        return None, None
+    if mask is not None:
+        hidden = (~mask).expand_as(mine)
+        if hidden.any() and float(mine[hidden].abs().max()) > 1e-6:
+            if float(mine[~hidden].abs().max()) < 1e-6:
+                return Finding("catalogue", "all your weight is on the keys the mask hides: True means *may attend*"), None
+            return Finding("invariant", f"weight {float(mine[hidden].abs().max()):.3g} on keys the mask hides "
+                                        f"({label}): fill their scores with -inf before the softmax"), None
+    rows = mine.sum(-1)
+    if not torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
+        cols = mine.sum(-2)
+        if torch.allclose(cols, torch.ones_like(cols), atol=1e-4) or not torch.isfinite(rows).all():
+            return Finding("axis", "your weights sum to 1 over the queries (dim=-2), not over the keys: "
+                                   "each query's row of scores is one softmax(dim=-1)"), None
+        return Finding("invariant", f"each query's weights sum to {_span(rows)}, not 1 ({label}): "
+                                    f"one softmax over the keys, after the mask"), None
+    if torch.allclose(mine, ref, atol=1e-5):
+        return Finding("locate", "your attention weights are right: the mistake is after the softmax (weights @ v)"), None
+    c = _log_weight_ratio(mine, ref)
+    if c is None:
+        return Finding("invariant", f"your weights are not softmax(q·kᵀ / √d_head) up to a scale ({label})"), None
+    return None, (c, set(name_factor(c, sizes)))
+
+
+def scale_finding(factors):
+    """One line for the scores' factor, named by a size when every case agrees."""
+    if not factors:
         return None
+    names = set.intersection(*(n for _, n in factors))
     hint = {"× √d_head": ": did you forget to divide by √d_head?", "÷ √d_head": ": did you divide by d_head instead of √d_head?"}
     if names:
         name = sorted(names, key=len)[0]
         return Finding("scale", f"your scores are the reference's {name}{hint.get(name, '')} (scores = q·kᵀ / √d_head)")
-    return Finding("scale", f"your scores are the reference's × {factor:.4g}: scores = q·kᵀ / √d_head")
+    return Finding("scale", f"your scores are the reference's × {factors[0][0]:.4g}: scores = q·kᵀ / √d_head")
+
+
+def _attention_weights_probe(ctx):
+    """Read the reader's weights (v = identity) and test them: rows sum to 1 over the keys,
+    no weight on masked keys, and the scores' scale (the log-weights' spread) against the reference's."""
+    factors = []
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if ctx.close(case, got, want):
+            continue
+        mine, ref = attention_weights(ctx, case, ctx.run).double(), attention_weights(ctx, case, ctx.reference).double()
+        mask = case.args[3] if len(case.args) > 3 else None
+        finding, factor = weights_finding(mine, ref, mask, _attention_sizes(case), case.label)
+        if finding is not None:
+            return finding
+        if factor is None:
+            return None
+        factors.append(factor)
+    return scale_finding(factors)
 
 
 def _log_weight_ratio(mine, ref):

@@ -7,7 +7,32 @@ import torch.nn.functional as F
 import tinyformer as tf
 
 from ..component import Case, Component, call, generator, randn
+from ..attention.checks import _attention_sizes, _attention_weights_probe
+from ..diagnose import Finding, _with, responds_to
 from .hints import MISTAKES
+
+
+def _diagonal_probe(ctx):
+    """Which diagonal the reader's mask keeps: query i should see keys j <= i + (k_len - q_len)."""
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or bool((got == want).all()):
+            continue
+        q_len, k_len = want.shape
+        if bool((got == want.T[:q_len, :k_len]).all()) if q_len == k_len else False:
+            return Finding("axis", "your mask is transposed: row i (the query) may see columns j <= i")
+        for offset in range(-k_len, k_len + 1):
+            if bool((got == torch.ones(q_len, k_len, dtype=torch.bool).tril(offset)).all()):
+                right = k_len - q_len
+                return Finding("offbyone", f"your mask keeps the diagonal j <= i {offset:+d}; query i sits at position "
+                                           f"i + (k_len − q_len), so it is j <= i {right:+d} here ({case.label})")
+        if bool((got == ~want).all()):
+            return None  # the catalogue names the inverted polarity
+    return None
+
+
+def _no_mask(case):
+    q, k, v, mask = case.args
+    return _with(case, (q, k, v, torch.ones_like(mask)))
 
 
 def _causal_mask_cases():
@@ -60,11 +85,16 @@ COMPONENTS = [
             "torch.tril": lambda case: torch.ones(case.args[0], case.args[-1]).tril(case.args[-1] - case.args[0]).bool(),
         },
         mistakes=MISTAKES["causal_mask"],
+        probes=[_diagonal_probe],
         out_dtype=torch.bool,
     ),
     Component(
         "masked_attention", "masks", "function", _masked_attention_cases,
         references={"tinyformer": call(tf.scaled_dot_product_attention), "PyTorch": _masked_attention_pytorch},
         mistakes=MISTAKES["masked_attention"],
+        probes=[_attention_weights_probe, responds_to("mask", _no_mask, "ignores",
+                                                      "your output does not change when the mask changes: is `mask` used?")],
+        sizes=_attention_sizes,
+        axes={"features": -1, "queries": -2},
     ),
 ]
