@@ -45,10 +45,10 @@ def weights_finding(mine, ref, mask, sizes, label):
         return None, None
     if mask is not None:
         hidden = (~mask).expand_as(mine)
-        if hidden.any() and float(mine[hidden].abs().max()) > 1e-6:
-            if float(mine[~hidden].abs().max()) < 1e-6:
+        if hidden.any() and float(mine[hidden].nan_to_num(1.0).abs().max()) > 1e-6:
+            if float(mine[~hidden].nan_to_num(0.0).abs().max()) < 1e-6:
                 return Finding("catalogue", "all your weight is on the keys the mask hides: True means *may attend*"), None
-            return Finding("invariant", f"weight {float(mine[hidden].abs().max()):.3g} on keys the mask hides "
+            return Finding("invariant", f"weight {float(mine[hidden].nan_to_num(1.0).abs().max()):.3g} on keys the mask hides "
                                         f"({label}): fill their scores with -inf before the softmax"), None
     rows = mine.sum(-1)
     if not torch.allclose(rows, torch.ones_like(rows), atol=1e-4):

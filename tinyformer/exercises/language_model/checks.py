@@ -6,7 +6,15 @@ import torch
 import tinyformer as tf
 
 from ..component import DEEP, Case, Component, generator, seeded_module
+from ..diagnose import ablate, causal
 from .hints import MISTAKES
+
+
+def _blocks_off(module):
+    """Every block's attention and feed-forward outputs zeroed: each block is then x -> x."""
+    for name, p in module.named_parameters():
+        if name.endswith(("o_proj.weight", "w2.weight")):
+            p.zero_()
 
 
 def _lm_cases():
@@ -52,6 +60,14 @@ COMPONENTS = [
         "TransformerLM", "language_model", "class", _lm_cases,
         references={"tinyformer": None},
         mistakes=MISTAKES["TransformerLM"],
+        probes=[
+            causal(message="changing the last token changes your logits at earlier positions: position t may see "
+                           "tokens 0..t only (a causal mask in every block)"),
+            ablate(_blocks_off, "with every block switched off yours is right: the mistake is in the blocks, or in "
+                                "how they are applied (each once, in order: x = block(x))"),
+            ablate(_blocks_off, "even with every block switched off yours differs: the mistake is in the token "
+                                "embedding + positions, the final norm or the LM head", when_right=False),
+        ],
         atol=DEEP,
         reference_module=seeded_module(_tinyformer_lm),
         param_names=_lm_names,

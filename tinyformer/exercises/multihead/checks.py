@@ -8,7 +8,86 @@ from torch import nn
 import tinyformer as tf
 
 from ..component import Case, Component, generator, randn, seeded_module
+from ..attention.checks import scale_finding, weights_finding
+from ..diagnose import Finding, _edited_run, _with, ablate, causal, variant
 from .hints import MISTAKES
+
+
+def _identity_values(module):
+    """v_proj = o_proj = I: then head h's output columns are its weights @ x's own d_head columns."""
+    eye = torch.eye(module.v_proj.weight.shape[0], dtype=module.v_proj.weight.dtype)
+    module.v_proj.weight.copy_(eye)
+    module.o_proj.weight.copy_(eye)
+
+
+def _short(case):
+    """The case cut to T' = min(T, d_head) positions, so each head's x slice has a right inverse."""
+    x, *rest = case.args
+    D, H = case.init
+    t = min(x.shape[1], D // H)
+    mask = rest[0] if rest else None
+    if mask is not None:
+        mask = mask[:t, :t] if mask.dim() == 2 else mask[..., :t]
+    return _with(case, (x[:, :t], *([mask] if mask is not None else [])))
+
+
+def _mha_weights_probe(ctx):
+    """Read each head's attention weights out of the reader's module (v and o projections set
+    to the identity) and test them as scaled_dot_product_attention's are tested."""
+    factors = []
+    for case, got, want in zip(ctx.cases, ctx.outputs, ctx.expected):
+        if ctx.close(case, got, want):
+            continue
+        short = _short(case)
+        mine, ref = _edited_run(ctx, short, _identity_values, "v = o = I")
+        x = short.args[0].double()
+        D, H = case.init
+        B, t, _ = x.shape
+        heads = lambda t_: t_.double().view(B, t, H, D // H).transpose(1, 2)  # (B, H, t, d_head)
+        xh, mh, rh = heads(x), heads(mine), heads(ref)
+        inverse = torch.linalg.pinv(xh)  # (B, H, d_head, t)
+        w_mine, w_ref = mh @ inverse, rh @ inverse
+        w_mine = torch.where(torch.isfinite(mh).all(-1, keepdim=True), w_mine, torch.nan)
+        if torch.isfinite(mh).all() and not torch.allclose(w_mine @ xh, mh, atol=1e-4):
+            return Finding("axis", "your heads are not each attention over their own d_head columns: split (B, T, D) "
+                                   "-> (B, T, H, d_head) -> (B, H, T, d_head), and merge back the same way")
+        mask = short.args[1] if len(short.args) > 1 else None
+        finding, factor = weights_finding(w_mine, w_ref, mask, {"d_head": D // H, "D": D, "H": H}, case.label)
+        if finding is not None:
+            if finding.kind == "locate":
+                return Finding("locate", "each head's attention weights are right: the mistake is after them "
+                                         "(weights @ v, merging the heads, o_proj)")
+            return finding
+        if factor is None:
+            return None
+        factors.append(factor)
+    return scale_finding(factors)
+
+
+def _zero(*names):
+    def edit(module):
+        for name in names:
+            module.get_parameter(name).zero_()
+
+    return edit
+
+
+def _double(name):
+    def edit(module):
+        module.get_parameter(name).mul_(2.0)
+
+    return edit
+
+
+def _swiglu_with(activation):
+    def make(case):
+        from ..checker import _reference_module
+
+        ref = _reference_module(COMPONENTS[1], case)
+        x = case.args[0]
+        return F.linear(activation(F.linear(x, ref.w1.weight)) * F.linear(x, ref.w3.weight), ref.w2.weight)
+
+    return make
 
 
 def _mha_cases():
@@ -72,12 +151,24 @@ COMPONENTS = [
         "MultiHeadAttention", "multihead", "class", _mha_cases,
         references={"tinyformer": _mha_tinyformer, "PyTorch nn.MultiheadAttention": _mha_pytorch},
         mistakes=MISTAKES["MultiHeadAttention"],
+        probes=[_mha_weights_probe, causal()],
         reference_module=seeded_module(lambda D, H: tf.MultiHeadAttention(D, H)),
     ),
     Component(
         "SwiGLU", "multihead", "class", _swiglu_cases,
         references={"tinyformer": None, "PyTorch (F.linear, F.silu)": _swiglu_pytorch},
         mistakes=MISTAKES["SwiGLU"],
+        probes=[
+            ablate(_zero("w3.weight"), "with w3 = 0 your output should be 0 (the value w3·x multiplies the gate), "
+                                       "and it is not", when_right=False),
+            ablate(_zero("w1.weight"), "with w1 = 0 the gate silu(0) = 0 closes every unit, and yours does not: "
+                                       "the gate is silu(w1·x)", when_right=False),
+            ablate(_double("w3.weight"), "doubling w3 should double your output (silu(w1·x) * w3·x), and it does "
+                                         "not: multiply gate and value", when_right=False),
+            variant("invariant", _swiglu_with(F.relu), "your gate is relu(w1·x); SwiGLU's is silu(w1·x) = w1·x · σ(w1·x)"),
+            variant("invariant", _swiglu_with(F.gelu), "your gate is gelu(w1·x); SwiGLU's is silu(w1·x) = w1·x · σ(w1·x)"),
+            variant("invariant", _swiglu_with(torch.sigmoid), "your gate is σ(w1·x); SwiGLU's is silu(w1·x) = w1·x · σ(w1·x)"),
+        ],
         reference_module=seeded_module(lambda D, d_ff: tf.SwiGLU(D, d_ff)),
     ),
 ]
