@@ -15,7 +15,8 @@ two, or run the reader's code again on inputs chosen to ask one question each:
   (``variant``: "the mask applied after the softmax" computed, not listed).
 
 Each finding is one line in the book's notation with a *kind* ("scale", "ignores", "invariant",
-"axis", "causal", "subset", "grows", "overflow", "offbyone", "catalogue"); the mutation suite
+"axis", "causal", "subset", "grows", "overflow", "offbyone", "locate", "catalogue"; "cases" only
+lists the cases that fail, which is not a diagnosis); the mutation suite
 (:mod:`tinyformer.exercises.mutations`) checks the kind against the mutation it made.
 """
 
@@ -259,7 +260,7 @@ def _probe_cases(ctx: Context) -> Finding | None:
     if len(dtypes) == 1 and dtypes.isdisjoint({c.dtype for c in right_cases}) and torch.float64 in dtypes and worst > 1e-4:
         return Finding("dtype", "right in float32, wrong in float64: a constant or table made in float32?")
     labels = "; ".join(c.label for c in wrong_cases)
-    return Finding("subset", f"right on {len(right_cases)} of {len(ctx.cases)} cases, wrong on: {labels}")
+    return Finding("cases", f"right on {len(right_cases)} of {len(ctx.cases)} cases, wrong on: {labels}")
 
 
 GENERIC: list[Probe] = [_probe_overflow, _probe_scale, _probe_offset, _probe_grows, _probe_subset, _probe_cases]

@@ -196,20 +196,22 @@ def _statement_choices(stmt, body_index, body) -> list[tuple[str, list]]:
     return []
 
 
-def _sites(root) -> list:
-    """Every (node, operator, replacement) under ``root``, in a fixed order."""
-    _annotate(root)
-    sites = []
-    for node in ast.walk(root):
-        for op, new in _choices(node):
-            sites.append((node, op, new))
-        for field_name in ("body", "orelse"):
-            body = getattr(node, field_name, None)
-            if isinstance(body, list) and node is not root:
-                for i, stmt in enumerate(body):
-                    for op, new_body in _statement_choices(stmt, i, body):
-                        sites.append(((node, field_name), op, new_body))
+def _node_choices(node, root) -> list:
+    """(target, operator, replacement) for each single change at ``node``: the node itself, or a
+    statement of its body (target (node, field))."""
+    sites = [(node, op, new) for op, new in _choices(node)]
+    for field_name in ("body", "orelse"):
+        body = getattr(node, field_name, None)
+        if isinstance(body, list) and node is not root:
+            for i, stmt in enumerate(body):
+                sites += [((node, field_name), op, new_body) for op, new_body in _statement_choices(stmt, i, body)]
     return sites
+
+
+def _site_index(root) -> list[tuple[int, int]]:
+    """(position in ast.walk order, option) of every single change under ``root``."""
+    _annotate(root)
+    return [(i, j) for i, node in enumerate(ast.walk(root)) for j in range(len(_node_choices(node, root)))]
 
 
 def _replace(node, new):
@@ -228,10 +230,12 @@ def mutants(component: Component) -> list[Mutant]:
     tree = ast.parse(source)
     index = next(i for i, n in enumerate(tree.body) if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == component.name)
     out = []
-    for k in range(len(_sites(copy.deepcopy(tree.body[index])))):
+    for position, option in _site_index(copy.deepcopy(tree.body[index])):
         tree_k = copy.deepcopy(tree)
         target = tree_k.body[index]
-        node, op, new = _sites(target)[k]
+        _annotate(target)
+        here = next(n for i, n in enumerate(ast.walk(target)) if i == position)
+        node, op, new = _node_choices(here, target)[option]
         before = ast.unparse(node[0] if isinstance(node, tuple) else node).splitlines()[0][:60]
         lineno = getattr(node[0] if isinstance(node, tuple) else node, "lineno", 0)
         if isinstance(node, tuple):
@@ -282,7 +286,7 @@ def _changes_output(component: Component, impl, solution) -> bool:
     return False
 
 
-def judge(mutant: Mutant, component: Component, expected=None, timeout: float = 10.0) -> Outcome:
+def judge(mutant: Mutant, component: Component, expected=None, timeout: float = 3.0) -> Outcome:
     """Check one mutant as the checker checks a reader (in a child with a time limit)."""
     solution = getattr(importlib.import_module(f"{__package__}.{component.chapter}.solution"), component.name)
     outcome = Outcome(mutant)
@@ -297,7 +301,8 @@ def judge(mutant: Mutant, component: Component, expected=None, timeout: float = 
         result = evaluate(component, impl, expected)
         if result.status != "fail":
             result.kinds = ["crash"]  # raised, or a wrong shape or dtype: said before any numbers
-        elif any("returned " in line for line in result.details[:2]):
+        elif any(("returned shape" in line or "returned dtype" in line or "; expected a" in line)
+                 for line in result.details[:2]):
             result.kinds = ["crash"]  # a wrong shape, dtype or kind of value: said before any numbers
         return result
 
@@ -346,7 +351,7 @@ def run_suite(chapters=None, sample: int | None = None, seed: int = 0, progress:
 
 
 def table(by_chapter: dict[str, list[Outcome]]) -> list[str]:
-    rows = [f"{'chapter':<16} {'mutants':>7} {'caught':>8} {'diagnosed':>10}"]
+    rows = [f"{'chapter':<16} {'mutants':>7} {'caught':>7} {'diagnosed':>10} {'of which by error/shape':>24}"]
     total = []
     for chapter in CHAPTERS:
         outcomes = by_chapter.get(chapter, [])
@@ -362,7 +367,8 @@ def _row(name, outcomes) -> str:
     n = len(outcomes)
     caught = sum(o.caught for o in outcomes) / n if n else 0
     diagnosed = sum(o.diagnosed for o in outcomes) / n if n else 0
-    return f"{name:<16} {n:>7} {caught:>7.0%} {diagnosed:>9.0%}"
+    crash = sum(o.diagnosed and o.kinds == ["crash"] for o in outcomes) / n if n else 0
+    return f"{name:<16} {n:>7} {caught:>7.0%} {diagnosed:>10.0%} {crash:>24.0%}"
 
 
 def main(argv=None) -> int:
