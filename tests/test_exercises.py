@@ -566,3 +566,166 @@ def test_init_and_check_help_say_the_readers_code_runs_with_their_rights(tmp_pat
         main(["check", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "with your own rights" in help_text and "not a sandbox" in help_text
+
+
+# ------------------------------------------- diagnosis from properties (diagnose.py)
+# Hand-made learner mistakes, none of them in the hints catalogue in this exact form, each with
+# the diagnosis a probe must give: a wrong probe (or a wrong factor, axis or cause) fails here.
+
+
+def _verdict(impl, name):
+    result = check(impl, name, quiet=True, isolate=False).results[0]
+    assert result.status == "fail", result.lines()
+    assert len(result.lines()) <= 6, result.lines()  # the report stays short
+    return result
+
+
+def _attention(q, k, v, scale):
+    from tinyformer.exercises.attention.solution import softmax
+
+    return softmax(q @ k.transpose(-2, -1) * scale(q.shape[-1]), dim=-1) @ v
+
+
+def test_scores_divided_by_d_head_are_named_as_a_factor_of_sqrt_d_head():
+    result = _verdict(lambda q, k, v: _attention(q, k, v, lambda d: 1 / d), "scaled_dot_product_attention")
+    assert result.kinds[0] == "scale"
+    assert "your scores are the reference's ÷ √d_head: did you divide by d_head instead of √d_head?" in result.details[-1]
+
+
+def test_scores_divided_by_d_head_squared_are_named_too():
+    """Not a catalogue entry: the factor (d_head^1.5 relative to the reference) is found and named."""
+    result = _verdict(lambda q, k, v: _attention(q, k, v, lambda d: 1 / d**2), "scaled_dot_product_attention")
+    assert result.kinds == ["scale"] and "÷ d_head^1.5" in result.details[-1], result.details
+
+
+def test_softmax_over_the_wrong_dim_names_the_axis_it_sums_to_one_along():
+    def softmax_dim0(x, dim=-1):
+        return torch.softmax(x, dim=0)
+
+    result = _verdict(softmax_dim0, "softmax")
+    assert result.kinds[0] == "axis"
+    assert "sum to 1 along dim 0, not along dim 2" in result.details[-2]
+
+
+def test_an_ignored_mask_is_named_as_weight_on_masked_keys():
+    def no_mask(q, k, v, mask):
+        import math
+
+        return torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+    result = _verdict(no_mask, "masked_attention")
+    assert result.kinds[0] == "invariant" and "on keys the mask hides" in result.details[-2], result.details
+    assert result.kinds[1] == "ignores" and "when the mask changes" in result.details[-1]
+
+
+def test_an_ignored_temperature_is_named():
+    def top_k_without_temperature(logits, k, temperature=1.0):
+        from tinyformer.exercises.sampling.solution import top_k_distribution
+
+        return top_k_distribution(logits, k)
+
+    result = _verdict(top_k_without_temperature, "top_k_distribution")
+    assert result.kinds[0] == "ignores", result.details
+    assert "without τ" in result.details[-2]
+
+
+def test_rope_rotating_the_halves_is_named_as_the_wrong_pairs():
+    result = _verdict(rope_halves, "rope")
+    assert "axis" in result.kinds and any("x[i + d/2]" in line for line in result.details), result.details
+
+
+def test_rope_turning_the_wrong_way_is_named_by_the_sign_of_its_angles():
+    def rope_backwards(x, token_positions, theta=10000.0):
+        from tinyformer.exercises.positions.solution import rope
+
+        return rope(x, -token_positions, theta)
+
+    result = _verdict(rope_backwards, "rope")
+    assert result.kinds[0] == "scale" and "angle × −1" in result.details[-1], result.details
+
+
+def test_adamw_decay_not_times_lr_is_named():
+    def decay_without_lr(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        from tinyformer.exercises.training.solution import adamw_step
+
+        param = param * (1 - weight_decay) / (1 - lr * weight_decay)  # the reference's decay undone, decay without lr
+        return adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
+
+    result = _verdict(decay_without_lr, "adamw_step")
+    assert result.kinds[0] == "invariant"
+    assert "multiplies the parameter by 1 − weight_decay (not × lr)" in result.details[-1], result.details
+
+
+def test_adamw_second_moment_without_squares_is_named():
+    def no_square(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        b1, b2 = betas
+        param = param * (1 - lr * weight_decay)
+        exp_avg = b1 * exp_avg + (1 - b1) * grad
+        exp_avg_sq = b2 * exp_avg_sq + (1 - b2) * grad.abs()
+        update = (exp_avg / (1 - b1**step)) / ((exp_avg_sq / (1 - b2**step)).sqrt() + eps)
+        return param - lr * update, exp_avg, exp_avg_sq
+
+    result = _verdict(no_square, "adamw_step")
+    assert "not made of squares" in result.details[-1], result.details
+
+
+def test_a_loss_summed_instead_of_averaged_is_named_by_the_count():
+    def summed(logits, targets):
+        return torch.nn.functional.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="sum")
+
+    result = _verdict(summed, "cross_entropy")
+    assert "uniform logits" in result.details[-1] or "× N" in result.details[-1], result.details
+
+
+def test_a_block_without_its_attention_residual_is_located():
+    from tinyformer.exercises.normalization.solution import TransformerBlock, causal_mask
+
+    class NoResidual(TransformerBlock):
+        def forward(self, x):
+            x = self.self_attn(self.norm1(x), causal_mask(x.shape[1]))
+            return x + self.ffn(self.norm2(x))
+
+    result = _verdict(NoResidual, "TransformerBlock")
+    assert result.kinds == ["locate"] and "the residual" in result.details[-1], result.details
+
+
+def test_a_language_model_that_sees_the_future_is_named():
+    from tinyformer.exercises.language_model.solution import TransformerLM
+    from tinyformer.exercises.normalization.solution import TransformerBlock
+
+    class Peeking(TransformerBlock):
+        def forward(self, x):
+            x = x + self.self_attn(self.norm1(x))
+            return x + self.ffn(self.norm2(x))
+
+    class PeekingLM(TransformerLM):
+        def __init__(self, vocab_size, context_length, d_model, n_layers, n_heads, d_ff):
+            super().__init__(vocab_size, context_length, d_model, n_layers, n_heads, d_ff)
+            self.blocks = torch.nn.ModuleList(Peeking(d_model, n_heads, d_ff) for _ in range(n_layers))
+
+    result = _verdict(PeekingLM, "TransformerLM")
+    assert result.kinds[0] == "causal" and "earlier positions" in result.details[-2], result.details
+
+
+def test_sizes_are_named_as_roots_powers_and_ratios():
+    from tinyformer.exercises.diagnose import name_factor
+
+    assert name_factor(8**0.5, {"d_head": 8}) == ["× √d_head"]
+    assert name_factor(1 / 8, {"d_head": 8, "T": 4})[0] == "÷ d_head"
+    assert "× √(d_head/T)" in name_factor(2**0.5, {"d_head": 8, "T": 4})
+    assert name_factor(1.37, {"d_head": 8}) == [] and name_factor(1.0, {"d_head": 8}) == []
+
+
+def test_a_probe_that_fails_itself_is_skipped_not_fatal():
+    from tinyformer.exercises.diagnose import findings
+
+    component = find_component("softmax")
+
+    def broken(ctx):
+        raise RuntimeError("a probe's own bug")
+
+    cases = component.cases()
+    outputs = [torch.zeros_like(c.args[0]) for c in cases]
+    expected = [torch.softmax(c.args[0], c.kwargs.get("dim", -1)) for c in cases]
+    patched = type(component)(**{**component.__dict__, "probes": [broken, *component.probes]})
+    assert findings(patched, None, cases, outputs, expected)  # the other probes still speak

@@ -26,25 +26,26 @@ def _wrap(a):
     return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
 
 
-def _angle_finding(mine, ref, positions, sizes, what):
-    """Name how the reader's angles differ from the reference's: a factor, the sign, p ± 1."""
+def _angle_finding(mine, positions, freq, sizes, what):
+    """Name how the reader's (wrapped) angles ``mine`` (T, pairs) differ from p · freq: p ± 1,
+    the sign, or a factor named by a size."""
+    p = positions.double()[:, None]
+    near = lambda angles: torch.allclose(_wrap(mine - angles), torch.zeros_like(mine), atol=1e-3)
     for shift in (1, -1):
-        per_pos = ref / positions.double().clamp_min(1e-9)[:, None]  # the frequencies, where p != 0
-        shifted = (positions.double() + shift)[:, None] * per_pos[-1:]
-        if torch.allclose(_wrap(mine - shifted), torch.zeros_like(mine), atol=1e-4):
+        if near((p + shift) * freq):
             return Finding("offbyone", f"your angles are those of position p {shift:+d}: positions count from 0 (p · freq)")
-    live = ref.abs() > 1e-3
-    if live.any():
-        ratio = mine[live] / ref[live]
-        c = float(ratio.median())
-        if torch.allclose(ratio, torch.full_like(ratio, c), rtol=1e-3, atol=1e-4):
-            if abs(c + 1) < 1e-3:
-                return Finding("scale", f"your {what} turn the other way (angle × −1): a sign of sin is flipped")
-            names = name_factor(c, sizes)
-            return Finding("scale", f"your {what} angles are the reference's {names[0] if names else f'× {c:.4g}'}: "
-                                    f"angle = p · base^(−2i/d)")
-    if not torch.allclose(mine[..., :1], ref[..., :1], atol=1e-4) or True:
+    true = p * freq
+    usable = (true.abs() > 0.05) & (true.abs() < 1.5)
+    if not usable.any():
         return None
+    c = float((mine[usable] / true[usable]).median())
+    if not near(c * true):
+        return None
+    if abs(c + 1) < 1e-3:
+        return Finding("scale", f"your {what} turns the other way (angle × −1): a sign of sin is flipped")
+    names = name_factor(c, sizes)
+    return Finding("scale", f"your {what} angles are the reference's {names[0] if names else f'× {c:.4g}'}: "
+                            f"angle = p · base^(−2i/d)")
 
 
 def _sinusoidal_probe(ctx):
@@ -65,8 +66,8 @@ def _sinusoidal_probe(ctx):
         if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
             return Finding("invariant", "PE[p, 2i]² + PE[p, 2i+1]² should be 1 (sin and cos of one angle), and "
                                         "yours is not: the same angle goes in both columns of a pair")
-        finding = _angle_finding(_pair_angles(got)[1:2], _pair_angles(want)[1:2], torch.tensor([1]),
-                                 {"D": D, "10000": 10000.0}, "position 1's")
+        freq = 10000.0 ** (-torch.arange(0, D, 2, dtype=torch.float64) / D)
+        finding = _angle_finding(_pair_angles(got)[1:2], torch.tensor([1]), freq, {"D": D, "10000": 10000.0}, "position 1's")
         if finding is not None:
             return finding
     return None
@@ -89,9 +90,9 @@ def _rope_probe(ctx):
         if int(positions[0]) == 0 and not torch.allclose(got[..., 0, :].double(), x[..., 0, :].double(), atol=1e-5):
             return Finding("invariant", "at position 0 the angle is 0, so RoPE must return x unchanged there, and yours does not")
         theta = case.kwargs.get("theta", 10000.0)
-        return _angle_finding(_pair_angles(got, x).reshape(-1, *got.shape[-2:]).select(0, 0),
-                              _pair_angles(want, x).reshape(-1, *got.shape[-2:]).select(0, 0),
-                              positions, {"d_head": d, "θ": theta}, "rotation")
+        freq = theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+        angles = _pair_angles(got, x)
+        return _angle_finding(angles.reshape(-1, *angles.shape[-2:])[0], positions, freq, {"d_head": d, "θ": theta}, "rotation")
     return None
 
 

@@ -126,7 +126,7 @@ def _adamw_probe(ctx):
             r = float((mine / param.double()).median()) if torch.isfinite(mine).all() else float("nan")
             names = {1 - wd: "1 − weight_decay (not × lr)", 1.0: "1 (no decay)", 1 - lr: "1 − lr (no weight_decay)",
                      1 / (1 - lr * wd): "1 / (1 − lr·weight_decay)", 1 + lr * wd: "1 + lr·weight_decay (the sign)"}
-            said = next((n for v, n in names.items() if abs(v - r) < 1e-9), None)
+            said = next((n for v, n in names.items() if abs(v - r) < 1e-5), None)
             return Finding("invariant", f"with grad 0 your step multiplies the parameter by {said or f'{r:.6g}'}; AdamW's "
                                         f"decay is × (1 − lr·weight_decay) = {1 - lr * wd:.6g}")
         # 2. one step from zero moments: m = (1 − β₁)·g and v = (1 − β₂)·g².
