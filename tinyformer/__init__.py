@@ -27,11 +27,12 @@ import sys as _sys
 
 
 def _startup_interrupt_guard() -> None:
-    """``python -m tinyformer.train`` imports this package (and PyTorch, seconds of work) before
-    its own code runs: a Ctrl-C in that time ends with one line and exit 130, not a traceback.
-    Only for that command (``sys.orig_argv``); the command restores Python's handler first thing."""
+    """``python -m tinyformer.train`` (and ``python -m tinyformer.exercises``) imports this package
+    (and PyTorch, seconds of work) before its own code runs: a Ctrl-C in that time ends with one
+    line and exit 130, not a traceback. Only for those commands (``sys.orig_argv``); each
+    restores Python's handler first thing."""
     argv = getattr(_sys, "orig_argv", [])
-    if "-m" not in argv[:-1] or argv[argv.index("-m") + 1] != "tinyformer.train":
+    if "-m" not in argv[:-1] or argv[argv.index("-m") + 1] not in ("tinyformer.train", "tinyformer.exercises"):
         return
     import signal
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 from . import CHAPTERS, DEFAULT_TIMEOUT, MAX_TIMEOUT, check_dir, init, validate_timeout
@@ -16,6 +18,11 @@ def rights(directory: str = "DIR") -> str:
 
 
 def main(argv=None) -> int:
+    if (threading.current_thread() is threading.main_thread()
+            and getattr(signal.getsignal(signal.SIGINT), "tinyformer_startup", False)):
+        # tinyformer/__init__.py installed a start-up handler while torch was imported: from
+        # here on a Ctrl-C is a KeyboardInterrupt, handled below (and the checker's children).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(
         prog="python -m tinyformer.exercises",
         description="Write the starter files, then check your implementations against tinyformer and PyTorch.",
