@@ -111,10 +111,11 @@ def name_factor(c: float, sizes: dict[str, float]) -> list[str]:
                 if abs(math.log(a) - q * math.log(value)) < 2e-3:
                     names.append(f"{op} {sign}{fmt.format(size)}")
     pairs = [(a, b) for a in sizes for b in sizes if a != b and sizes[a] > 1 and sizes[b] > 1 and sizes[a] != sizes[b]]
+    group = lambda name: f"({name})" if any(op in name for op in "−+·") else name
     for top, bottom in pairs:
         for p, fmt in ((0.5, "√({}/{})"), (1, "{}/{}")):
             if abs(math.log(a) - p * math.log(sizes[top] / sizes[bottom])) < 2e-3:
-                names.append(f"× {sign}{fmt.format(top, bottom)}")
+                names.append(f"× {sign}{fmt.format(group(top), group(bottom))}")
     for k, label in ((2, "2"), (0.5, "½"), (10, "10"), (0.1, "0.1"), (math.e, "e")):
         if abs(math.log(a) - math.log(k)) < 2e-3:
             names.append(f"× {sign}{label}")
@@ -386,6 +387,8 @@ def normalised(dim_of: Callable[[Case], int], what: str = "values") -> Probe:
                 continue
             dim = dim_of(case) % got.dim()
             sums = got.double().sum(dim=dim)
+            if not torch.isfinite(sums).all():
+                continue  # nan or inf: the generic probe says so
             if torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
                 continue
             others = [d for d in range(got.dim()) if d != dim and got.shape[d] > 1

@@ -14,10 +14,16 @@ from .hints import MISTAKES
 
 
 def _identity_values(module):
-    """v_proj = o_proj = I: then head h's output columns are its weights @ x's own d_head columns."""
-    eye = torch.eye(module.v_proj.weight.shape[0], dtype=module.v_proj.weight.dtype)
+    """v_proj = o_proj = I, and q_proj, k_proj block-diagonal (head h reads only x's own d_head
+    columns): then head h's output columns are its weights @ x's own columns, and nothing else."""
+    D = module.v_proj.weight.shape[0]
+    eye = torch.eye(D, dtype=module.v_proj.weight.dtype)
     module.v_proj.weight.copy_(eye)
     module.o_proj.weight.copy_(eye)
+    d_head = module.d_head if hasattr(module, "d_head") else D // module.n_heads
+    blocks = torch.block_diag(*[torch.ones(d_head, d_head)] * (D // d_head)).to(eye.dtype)
+    module.q_proj.weight.mul_(blocks)
+    module.k_proj.weight.mul_(blocks)
 
 
 def _short(case):
@@ -45,6 +51,14 @@ def _mha_weights_probe(ctx):
         B, t, _ = x.shape
         heads = lambda t_: t_.double().view(B, t, H, D // H).transpose(1, 2)  # (B, H, t, d_head)
         xh, mh, rh = heads(x), heads(mine), heads(ref)
+        # Head 0's columns of x changed: with block-diagonal projections only head 0's output may move.
+        poked = x.clone()
+        poked[..., : D // H] += 1.0
+        moved, _ = _edited_run(ctx, _with(short, (poked.to(short.args[0].dtype), *short.args[1:])), _identity_values, "poked")
+        others = lambda t_: t_.double()[..., D // H:]
+        if torch.isfinite(mine).all() and not torch.allclose(others(moved), others(mine), atol=1e-6):
+            return Finding("axis", "changing head 0's columns of x changes your other heads' outputs: each head must see "
+                                   "only its own d_head columns: (B, T, D) -> (B, T, H, d_head) -> (B, H, T, d_head)")
         inverse = torch.linalg.pinv(xh)  # (B, H, d_head, t)
         w_mine, w_ref = mh @ inverse, rh @ inverse
         w_mine = torch.where(torch.isfinite(mh).all(-1, keepdim=True), w_mine, torch.nan)

@@ -23,8 +23,8 @@ def _statistics_probe(rms: bool):
             if ctx.close(case, got, want) or got.shape != want.shape or float(x.var(-1).min()) < 1e-3:
                 continue
             ref = _reference_module(ctx.component, case)
-            z = got.double() if rms else got.double() - ref.bias.double()
-            z = z / ref.weight.double()
+            z = got.double() if rms else got.double() - ref.bias.detach().double()
+            z = z / ref.weight.detach().double()
             D = x.shape[-1]
             sizes = {"D": D, "D−1": D - 1}
             if not rms:
@@ -41,7 +41,8 @@ def _statistics_probe(rms: bool):
                 c = float(second.median())
                 ok = torch.allclose(second, torch.full_like(second, c), rtol=1e-3)
                 names = name_factor(c, sizes) if ok else []
-                said = f"the reference's {names[0]}" if names else (f"{c:.4g}" if ok else "not 1, and varies by row")
+                said = f"{c:.4g} = {names[0].split(' ', 1)[1]}" if names and names[0].startswith("×") else (
+                    f"{c:.4g}" if ok else "not 1, and varies by row")
                 return Finding("invariant", f"before weight{'' if rms else ' and bias'}, the {what} of each of your rows "
                                             f"should be 1, and it is {said}: divide by √(mean over the last dim + ε)")
             ok = torch.allclose(got.double(), want.double(), rtol=1e-4, atol=1e-4)

@@ -26,7 +26,8 @@ def _kept_probe(which):
                 d = int((n - n_ref).flatten()[(n - n_ref).flatten() != 0][0])
                 if bool((n == logits.shape[-1]).all()):
                     return Finding("ignores", f"you keep every token ({case.label}): is `{'k' if which == 'top_k' else 'p'}` used?")
-                what = (f"you keep {d:+d} token{'s' if abs(d) > 1 else ''} per row against the reference ({case.label}): "
+                what = (f"you keep {abs(d)} token{'s' if abs(d) > 1 else ''} {'more' if d > 0 else 'fewer'} in a row "
+                        f"than the reference ({case.label}): "
                         + ("keep exactly the k largest logits" if which == "top_k" else
                            "keep the smallest set of most likely tokens whose mass reaches p, the crossing token included"))
                 return Finding("offbyone" if abs(d) == 1 else "invariant", what)
