@@ -568,7 +568,7 @@ def test_init_and_check_help_say_the_readers_code_runs_with_their_rights(tmp_pat
     assert "with your own rights" in help_text and "not a sandbox" in help_text
 
 
-# ------------------------------------------- diagnosis from properties (diagnose.py)
+# ------------------------------------------- diagnosis from properties (probes.py)
 # Hand-made learner mistakes, none of them in the hints catalogue in this exact form, each with
 # the diagnosis a probe must give: a wrong probe (or a wrong factor, axis or cause) fails here.
 
@@ -708,7 +708,7 @@ def test_a_language_model_that_sees_the_future_is_named():
 
 
 def test_sizes_are_named_as_roots_powers_and_ratios():
-    from tinyformer.exercises.diagnose import name_factor
+    from tinyformer.exercises.probes import name_factor
 
     assert name_factor(8**0.5, {"d_head": 8}) == ["× √d_head"]
     assert name_factor(1 / 8, {"d_head": 8, "T": 4})[0] == "÷ d_head"
@@ -717,7 +717,7 @@ def test_sizes_are_named_as_roots_powers_and_ratios():
 
 
 def test_a_probe_that_fails_itself_is_skipped_not_fatal():
-    from tinyformer.exercises.diagnose import findings
+    from tinyformer.exercises.probes import findings
 
     component = find_component("softmax")
 

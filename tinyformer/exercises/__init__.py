@@ -1,5 +1,5 @@
 """Build it yourself: starter files for every component the book teaches, and a checker
-that compares your version with tinyformer's and PyTorch's and names the classic mistakes.
+that compares your version with tinyformer's and PyTorch's and says what kind of mistake yours made.
 
 In a terminal::
 
@@ -22,8 +22,11 @@ DIR/attention.py), ``solution.py`` (the reference, e.g.
 :mod:`tinyformer.exercises.attention.solution`), ``checks.py`` (the seeded cases and
 references the checker compares with) and ``hints.py`` (the deliberately wrong versions the
 checker recognises, with their hints). Beside them: ``checker.py`` (the autograder),
-``registry.py`` (the chapters' components in book order), ``component.py`` (what a
-component is) and ``__main__.py`` (the command line).
+``probes.py`` (the probes that name the kind of a mistake from properties: a factor such as
+√d_head, an ignored argument, a broken invariant; each chapter's checks.py declares its own),
+``mutations.py`` (the mutation suite that measures them), ``registry.py`` (the chapters'
+components in book order), ``component.py`` (what a component is) and ``__main__.py`` (the
+command line).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .component import Case, Component, WrongReturn, describe
-from .diagnose import findings
+from .probes import findings
 from .registry import BY_NAME, CHAPTERS, COMPONENTS
 
 DEFAULT_TIMEOUT = 30.0  # seconds per component; the reference solutions need well under one
@@ -59,7 +59,7 @@ class Result:
     output_chars: int = 0  # how many characters it printed in all (0: len(output))
     output_lines: int = 0  # how many lines, when output is cut short (0: count them in output)
     reference_call: str = ""  # the reference it is or calls ("torch.softmax"), if any
-    kinds: list[str] = field(default_factory=list)  # the kind of each diagnosis line (diagnose.Finding.kind)
+    kinds: list[str] = field(default_factory=list)  # the kind of each diagnosis line (probes.Finding.kind)
 
     @property
     def passed(self) -> bool:

@@ -79,7 +79,7 @@ class Component:
     run: Callable | None = None  # custom "call the implementation on a case" (AdamW's several steps)
     reference_module: Callable[[Case], nn.Module] | None = None  # class components: seeded tinyformer module
     param_names: Callable[[Case], dict[str, str]] | None = None  # reader's name -> reference module's name
-    # For the diagnosis (diagnose.py): the chapter's own property probes, the sizes a factor may
+    # For the diagnosis (probes.py): the chapter's own property probes, the sizes a factor may
     # be named by ({"d_head": 8}), the output's axes by name ({"features": -1, "positions": -2})
     # and the axes along which an error may grow ({"position": -2}).
     probes: list = field(default_factory=list)

@@ -8,7 +8,7 @@ slice, a range or a comparison. A mutant whose outputs equal the solution's, on 
 and on fresh random inputs of the same shapes, changes nothing and is dropped.
 
 Each kept mutant is checked as a reader's code would be. *Caught*: the checker fails it.
-*Diagnosed*: the lines it prints name a kind of mistake (diagnose.Finding.kind) that the
+*Diagnosed*: the lines it prints name a kind of mistake (probes.Finding.kind) that the
 mutation can cause: each operator lists those kinds (:data:`RIGHT_KINDS`); a line of another kind
 is a wrong diagnosis and the mutant counts as not diagnosed. An error raised by the mutant or a
 wrong shape/dtype is reported before any numbers, with the line or the shapes, and counts as

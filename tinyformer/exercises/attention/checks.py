@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import tinyformer as tf
 
 from ..component import Case, Component, call, generator, randn
-from ..diagnose import Finding, _span, _with, name_factor, normalised, responds_to, shift_invariant
+from ..probes import Finding, _span, _with, name_factor, normalised, responds_to, shift_invariant
 from .hints import MISTAKES
 
 

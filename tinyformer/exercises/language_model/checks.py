@@ -6,7 +6,7 @@ import torch
 import tinyformer as tf
 
 from ..component import DEEP, Case, Component, generator, seeded_module
-from ..diagnose import ablate, causal
+from ..probes import ablate, causal
 from .hints import MISTAKES
 
 

@@ -8,7 +8,7 @@ import tinyformer as tf
 
 from ..component import Case, Component, call, generator, randn
 from ..attention.checks import _attention_sizes, _attention_weights_probe
-from ..diagnose import Finding, _with, responds_to
+from ..probes import Finding, _with, responds_to
 from .hints import MISTAKES
 
 

@@ -9,7 +9,7 @@ import tinyformer as tf
 
 from ..component import Case, Component, generator, randn, seeded_module
 from ..attention.checks import scale_finding, weights_finding
-from ..diagnose import Finding, _edited_run, _with, ablate, causal, variant
+from ..probes import Finding, _edited_run, _with, ablate, causal, variant
 from .hints import MISTAKES
 
 

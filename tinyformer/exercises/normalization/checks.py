@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import tinyformer as tf
 
 from ..component import DEEP, Case, Component, generator, randn, seeded_module
-from ..diagnose import Finding, ablate, causal, family, name_factor
+from ..probes import Finding, ablate, causal, family, name_factor
 from .hints import MISTAKES
 
 

@@ -6,7 +6,7 @@ import torch
 import tinyformer as tf
 
 from ..component import Case, Component, generator, randn
-from ..diagnose import Finding, _with, normalised, responds_to
+from ..probes import Finding, _with, normalised, responds_to
 from .hints import MISTAKES
 
 

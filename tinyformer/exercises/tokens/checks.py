@@ -6,7 +6,7 @@ from collections import Counter
 import torch
 
 from ..component import Case, Component, generator
-from ..diagnose import Finding
+from ..probes import Finding
 from .hints import MISTAKES
 
 

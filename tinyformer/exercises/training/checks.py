@@ -10,7 +10,7 @@ from torch import nn
 import tinyformer as tf
 
 from ..component import Case, Component, WrongReturn, call, describe, generator, randn
-from ..diagnose import Finding, _span, _with, invariant, name_factor, responds_to, shift_invariant, variant
+from ..probes import Finding, _span, _with, invariant, name_factor, responds_to, shift_invariant, variant
 from .hints import MISTAKES
 
 
