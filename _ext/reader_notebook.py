@@ -194,9 +194,9 @@ def install_source(repository_url: str) -> str:
     """The notebook's first cell: installs tinyformer where it is missing (Colab), from the
     repository's main branch with its pinned dependencies (the PyTorch the book is tested
     with), and myst-nb, whose ``glue`` a cell may call. Elsewhere it does nothing."""
-    book_colab_like = re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?/?", repository_url)
-    if not book_colab_like:
-        raise ReaderNotebookError(f"repository url {repository_url!r} is not https://github.com/<owner>/<repo>")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?/?", repository_url):
+        raise ReaderNotebookError(f"repository url {repository_url!r} is not https://github.com/<owner>/<repo>: "
+                                  f"pip installs the package from GitHub")
     return (
         "# Outside the book's repository (Colab), install tinyformer, the package this chapter builds and\n"
         "# imports, with the PyTorch version the book is tested with: a minute or two. Where it is\n"
