@@ -257,7 +257,8 @@ def _open_launch_path(page, base: str, token: str, urlpath: str, name: str) -> d
                            f" && p.content.model.cells.length === {len(expected)}; }}", timeout=90_000)
     markdown = expected.count("markdown")
     page.wait_for_function("() => { const cells = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-MarkdownCell')];"
-                           f" return cells.length === {markdown} && cells.every(c => c.innerText.trim().length > 0); }}",
+                           f" return cells.length === {markdown} && cells.every(c => c.classList.contains('jp-mod-rendered')"
+                           " && c.innerText.trim().length > 0); }",
                            timeout=60_000)
     assert page.locator(".jp-FileEditor:visible").count() == 0, f"{name} opened in the text editor"
     state = page.evaluate(_NOTEBOOK_STATE)
