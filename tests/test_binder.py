@@ -166,11 +166,10 @@ def jupyterlab(binder_env, tmp_path_factory):
     """JupyterLab from the Binder venv, with fresh config/data/runtime folders (no saved
     workspace, nothing from the developer's home). Always stopped, whatever the test did."""
     home = tmp_path_factory.mktemp("jupyter-home")
-    # Every cell rendered (no windowing), so the test reads every cell's text as shown; a closed
-    # notebook's kernel is shut down, so opening every chapter does not leave a kernel per chapter.
+    # Every cell rendered (no windowing), so the test reads every cell's text as shown.
     tracker = home / "config" / "lab" / "user-settings" / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True)
-    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none", "kernelShutdown": True}))
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port, token = _free_port(), "tinyformer-test-token"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TINYFORMER_BOOK", "JUPYTER"))},
            "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
@@ -249,12 +248,15 @@ def _open_launch_path(page, base: str, token: str, urlpath: str, name: str) -> d
     """Open what the launch button opens and wait until every cell is loaded and every Markdown
     cell rendered; returns the notebook's state."""
     expected = _reader_cells(name)
-    page.goto(f"{base}/{urlpath}?token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell", timeout=90_000)
-    # The panel shows one empty cell until the file's content has loaded: wait for the content.
-    page.wait_for_function("() => { const p = window.jupyterapp.shell.currentWidget;"
-                           " return p && p.context && p.context.isReady && p.content.model"
-                           f" && p.content.model.cells.length === {len(expected)}; }}", timeout=90_000)
+    page.goto(f"{base}/{urlpath}?reset&token={token}")  # reset: a fresh workspace, as a new Binder session
+    # The notebook at that path is the current one (JupyterLab may also restore, behind it, what
+    # the previous visit left open). The panel shows one empty cell until the file's content has
+    # loaded: wait for the content.
+    path = urlpath.split("/tree/", 1)[1]
+    page.wait_for_function("() => { const p = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                           f" return p && p.context && p.context.path === {json.dumps(path)} && p.context.isReady"
+                           f" && p.content.model && p.content.model.cells.length === {len(expected)}; }}",
+                           timeout=90_000)
     markdown = expected.count("markdown")
     page.wait_for_function("() => { const cells = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-MarkdownCell')];"
                            f" return cells.length === {markdown} && cells.every(c => c.classList.contains('jp-mod-rendered')"
@@ -301,7 +303,6 @@ def test_every_launch_path_shows_the_page_not_its_source(jupyterlab, browser):
             if name != toc_files()[0]:  # the chapters (not the home page) open with their objectives
                 assert page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .myst-admonition-header-text", has_text="Learning objectives").count() == 1
             checked[name] = len(state["cells"])
-            page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
     finally:
         page.close()
     print("\nchapters opened in JupyterLab (cells):", checked)
