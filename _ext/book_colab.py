@@ -2,9 +2,9 @@
 
 Colab opens only ``.ipynb`` files from a GitHub repository, and the chapters are MyST
 Markdown. So after executing the chapters the build writes each one's reader's notebook
-(reader_notebook.py: what the page shows, with the glued values of this build, an install cell
-first, no outputs: the reader runs them) to ``_build/html/notebooks/<chapter>.ipynb``. ``python3 tasks.py publish``
-pushes ``_build/html`` to ``PUBLISH_BRANCH`` (``gh-pages``), so the notebooks are on that branch,
+(reader_notebook.py: what the page shows, with the glued values of this build, an install
+cell first, no outputs: the reader runs them) to ``_build/html/notebooks/<chapter>.ipynb``.
+``python3 tasks.py publish`` pushes ``_build/html`` to ``PUBLISH_BRANCH`` (``gh-pages``), so the notebooks are on that branch,
 where the chapter's "Colab" launch button points.
 """
 
@@ -58,8 +58,10 @@ def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], reposit
 
     out = Path(html_dir) / NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
+    site = reader_notebook.Site.from_repository()  # the titles, bibliography and addresses it links
     generator = b"".join((Path(__file__).parent / name).read_bytes()
-                         for name in ("book_colab.py", "reader_notebook.py", "book_citation.py"))
+                         for name in ("book_colab.py", "reader_notebook.py", "book_citation.py", "book_toc.py"))
+    generator += json.dumps([site.cff, site.titles, site.bibliography], sort_keys=True, default=str).encode()
     written = []
     for chapter in chapters:
         source = Path(book_dir) / f"{chapter}.md"
