@@ -1,10 +1,10 @@
 """Open in Colab: each chapter as a notebook on the published branch.
 
 Colab opens only ``.ipynb`` files from a GitHub repository, and the chapters are MyST
-Markdown. So the build turns each chapter's source into a notebook with Jupytext (the prose
-and code cells as written; no outputs, the reader runs them), puts an install cell first,
-and writes it to ``_build/html/notebooks/<chapter>.ipynb``. ``python3 tasks.py publish``
-pushes ``_build/html`` to ``PUBLISH_BRANCH`` (``gh-pages``), so the notebooks are on that branch,
+Markdown. So after executing the chapters the build writes each one's reader's notebook
+(reader_notebook.py: what the page shows, with the glued values of this build, an install
+cell first, no outputs: the reader runs them) to ``_build/html/notebooks/<chapter>.ipynb``.
+``python3 tasks.py publish`` pushes ``_build/html`` to ``PUBLISH_BRANCH`` (``gh-pages``), so the notebooks are on that branch,
 where the chapter's "Colab" launch button points.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
+import reader_notebook
 
 
 PUBLISH_BRANCH = "gh-pages"  # where the site is published; `python3 tasks.py publish` reads it (publish_branch)
@@ -33,55 +35,44 @@ def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH) -
     return f"{COLAB}/{owner}/{repo}/blob/{branch}/{NOTEBOOK_DIR}/{chapter}.ipynb"
 
 
-def install_source(repository_url: str) -> str:
-    """The notebook's first cell: the package the chapter imports, from the repository's main
-    branch with its pinned dependencies (torch included: the version the book is tested with),
-    and myst-nb, whose ``glue`` the chapters call."""
+def chapter_notebook(source: Path, repository_url: str, glue: dict | None = None):
+    """A chapter as Colab's notebook: the reader's notebook (reader_notebook.py, the one
+    Binder opens too), written for Colab, with the values the build glued (``glue``)."""
     github_repo(repository_url)  # a clear error for a non-GitHub URL
-    return (
-        "# Colab: install tinyformer (the package this chapter builds and imports) from its repository.\n"
-        "# It pins the PyTorch version the book is tested with; this takes a minute or two.\n"
-        f'%pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@main" "myst-nb>=1.1"'
-    )
-
-
-def chapter_notebook(source: Path, repository_url: str):
-    """A chapter's MyST source as an nbformat notebook for Colab: its cells as written, minus
-    the slides' speaker notes (they are for the presenter), after an install cell."""
-    import jupytext
-    import nbformat
-
-    nb = jupytext.read(source, fmt="md:myst")
-    nb.cells = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") != "notes"]
-    install = nbformat.v4.new_code_cell(install_source(repository_url), metadata={"tags": ["colab-install"]})
-    nb.cells.insert(0, install)
-    nb.metadata.pop("jupytext", None)  # a plain notebook in Colab, not paired with a text file
-    nb.metadata["colab"] = {"name": f"{source.stem}.ipynb", "provenance": []}
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nbformat.validate(nb)
-    return nb
+    site = reader_notebook.Site.from_repository()
+    site.repository_url = repository_url.rstrip("/")
+    return reader_notebook.reader_notebook(Path(source), "colab", site=site, glue=glue)
 
 
 def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str,
-                    keys_dir: Path | None = None) -> list[Path]:
+                    keys_dir: Path | None = None, glue_dir: Path | None = None) -> list[Path]:
     """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths.
+    ``glue_dir`` holds the build's ``<chapter>.glue.json`` (MyST-NB's jupyter_execute folder).
 
-    With ``keys_dir``, a notebook whose chapter source, repository and generator are unchanged
-    since it was written (a key file there says so) is kept as it is."""
+    With ``keys_dir``, a notebook whose chapter source, glued values, repository and generator
+    are unchanged since it was written (a key file there says so) is kept as it is."""
     import hashlib
+    import json
 
     import nbformat
 
     out = Path(html_dir) / NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
+    site = reader_notebook.Site.from_repository()  # the titles, bibliography and addresses it links
+    generator = b"".join((Path(__file__).parent / name).read_bytes()
+                         for name in ("book_colab.py", "reader_notebook.py", "book_citation.py", "book_toc.py"))
+    generator += json.dumps([site.cff, site.titles, site.bibliography], sort_keys=True, default=str).encode()
     written = []
     for chapter in chapters:
         source = Path(book_dir) / f"{chapter}.md"
+        glue_file = Path(glue_dir) / f"{chapter}.glue.json" if glue_dir is not None else None
+        glued = glue_file.read_bytes() if glue_file is not None and glue_file.exists() else b""
         path = out / f"{chapter}.ipynb"
-        key = hashlib.sha256(source.read_bytes() + Path(__file__).read_bytes() + repository_url.encode()).hexdigest()
+        key = hashlib.sha256(source.read_bytes() + glued + generator + repository_url.encode()).hexdigest()
         key_file = Path(keys_dir) / f"colab-{chapter}.key" if keys_dir is not None else None
         if key_file is None or not (path.exists() and key_file.exists() and key_file.read_text() == key):
-            nbformat.write(chapter_notebook(source, repository_url), path)
+            glue = json.loads(glued) if glue_dir is not None and glued else ({} if glue_dir is not None else None)
+            nbformat.write(chapter_notebook(source, repository_url, glue), path)
             if key_file is not None:
                 key_file.parent.mkdir(parents=True, exist_ok=True)
                 key_file.write_text(key)

@@ -20,7 +20,8 @@
    a "Cite this chapter" BibTeX entry at the end of each chapter (book_citation.py); a slide
    deck per chapter from the notebook MyST-NB executed for the page, with a "Slides" button in
    the chapter's header and a page listing every deck (book_slides.py); and an "Open in Colab"
-   notebook per chapter with its launch button (book_colab.py).
+   notebook per chapter with its launch button (book_colab.py), made by the same generator as the
+   notebook "Launch in Binder" opens (reader_notebook.py; the Binder button is pointed at it).
 7. No builder's paths on the site: tracebacks (the cells tagged raises-exception) and stderr on
    the pages and in the decks name files relative to the repository (``tinyformer/tokenizer.py``)
    and the installed packages as ``<site-packages>/``, not the builder's home and Python.
@@ -49,6 +50,7 @@ from sphinx.util import logging
 import book_citation
 import book_colab
 import book_slides
+import reader_notebook
 from book_toc import chapter_names
 
 logger = logging.getLogger(__name__)
@@ -288,6 +290,21 @@ def _reading_group_buttons(app, pagename, templatename, context, doctree):
                        "icon": "fa-solid fa-person-chalkboard", "url": slides, "label": "slides"})
 
 
+def _binder_opens_the_reader_notebook(app, pagename, templatename, context, doctree):
+    """sphinx-book-theme's Binder button opens the page's source (book/<page>.md), where a reader
+    would meet the speaker notes and the build's checks; point it at the reader's notebook that
+    binder/postBuild writes (reader_notebook.py) instead."""
+    launch = next((b for b in context.get("header_buttons", []) if b.get("label") == "launch-buttons"), None)
+    if launch is None:
+        return
+    for button in launch["buttons"]:
+        if button.get("text") == "Binder":
+            url, found = re.subn(r"urlpath=[^&]+", "urlpath=" + reader_notebook.binder_urlpath(pagename), button["url"])
+            if found != 1:
+                raise ExtensionError(f"{pagename}: the Binder button's URL has no urlpath to point at the notebook: {url}")
+            button["url"] = url
+
+
 def _deck_key(app, name: str, executed: Path, records: list[dict], titles: dict) -> str:
     """What one chapter's deck is made from: the executed notebook and its glue, the execution
     cache it takes its outputs from, the claim and figure records, the titles and bibliography it
@@ -348,7 +365,8 @@ def _reading_group_outputs(app, exception):
         rebuilt += 1
     made = time.perf_counter() - start
     notebooks = book_colab.write_notebooks(Path(app.srcdir), outdir, app.tinyformer_chapters,
-                                           app.config.html_theme_options["repository_url"], keys_dir=made_from)
+                                           app.config.html_theme_options["repository_url"], keys_dir=made_from,
+                                           glue_dir=executed_dir)
     (slides_dir / "decks.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     logger.info(f"slides: {len(summary)} decks ({sum(d['slides'] for d in summary.values())} slides, "
                 f"{rebuilt} made anew) in {made:.1f} s; {len(notebooks)} Colab notebooks in "
@@ -477,6 +495,7 @@ def setup(app):
     app.add_directive("slide-decks", SlideDecksDirective)
     app.connect("doctree-resolved", _fill_slide_decks)
     app.connect("html-page-context", _reading_group_buttons, priority=502)
+    app.connect("html-page-context", _binder_opens_the_reader_notebook, priority=502)
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)

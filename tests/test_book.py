@@ -123,11 +123,13 @@ def test_theme_css_is_linked(site, name):
 @pytest.mark.parametrize("name", notebook_files())
 def test_launch_button_opens_this_chapter_in_binder(site, name):
     urls = {a["href"] for a in page(name).select("a[href^='https://mybinder.org/v2/gh/']")}
-    expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/book/{name}.md"
+    # The chapter's reader's notebook, which binder/postBuild writes (test_binder.py opens it there).
+    expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/notebooks/{name}.ipynb"
     assert expected in urls, urls
     for url in urls:
-        path = url.split("urlpath=lab/tree/", 1)[1]
-        assert (ROOT / path).is_file(), f"launch URL names {path}, which is not in the repository"
+        path = url.split("urlpath=lab/tree/notebooks/", 1)[1]
+        assert path.endswith(".ipynb") and (ROOT / "book" / path).with_suffix(".md").is_file(), \
+            f"launch URL names {path}, which is no chapter's notebook"
 
 
 def test_claims_json_lists_every_chapters_claims_all_held(site):

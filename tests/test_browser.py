@@ -150,7 +150,7 @@ def test_page_as_a_reader_sees_it(server, browser, name, viewport):
         assert searches <= 1, f"{name}: {searches} search fields visible at {viewport} width"
 
         if name in notebook_files():
-            expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/book/{name}.md"
+            expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/notebooks/{name}.ipynb"
             assert page.locator(f'a[href="{expected}"]').count() >= 1, f"{name}: no Binder launch button"
     finally:
         visit.close()

@@ -74,19 +74,22 @@ def test_citation_cff_without_a_version_is_refused(tmp_path):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_colab_notebook_validates_and_installs_the_package_first(chapter):
+    """Colab's notebook is the reader's notebook (its content: tests/test_reader_notebook.py)."""
     nb = book_colab.chapter_notebook(ROOT / "book" / f"{chapter}.md", REPOSITORY)
     nbformat.validate(nb)
     first = nb.cells[0]
     assert first.cell_type == "code"
-    pip = [line for line in first.source.splitlines() if line.startswith("%pip install")]
+    pip = [line.strip() for line in first.source.splitlines() if line.strip().startswith("%pip install")]
     assert len(pip) == 1, first.source
     requirements = [Requirement(r) for r in re.findall(r'"([^"]+)"', pip[0])]
     ours = [r for r in requirements if r.name == "tinyformer"]
     assert ours and ours[0].url == f"git+{REPOSITORY}@main", pip[0]
     assert any(r.name == "myst-nb" for r in requirements)  # the chapters call myst_nb.glue
     assert re.search(r"^(import|from) tinyformer", "\n".join(c.source for c in nb.cells if c.cell_type == "code"), re.M)
-    assert not [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") == "notes"]
-    assert nb.cells[1].source.startswith("# ")  # then the chapter itself, title first
+    assert nb.metadata["colab"]["name"] == f"{chapter}.ipynb"
+    title = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
+    assert title.source.splitlines()[0] == next(l for l in (ROOT / "book" / f"{chapter}.md").read_text().splitlines()
+                                                if l.startswith("# "))
 
 
 def test_colab_url_points_at_the_published_notebook():
