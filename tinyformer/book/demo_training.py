@@ -31,13 +31,15 @@ def train_steps(
     weight_decay: float,
     desc: str,
     progress: bool = False,
+    after_backward: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Train ``model`` for ``steps`` steps and return the loss of each; leaves it in eval mode.
 
     ``batches(step)`` returns ``(inputs, targets)``: the model is called as ``model(*inputs)``
     and scored with ``loss_fn(logits, targets)``. The learning rate warms up over the first
     ``steps // 10`` steps to ``lr``, then follows a cosine down to ``lr / 10``. ``desc`` names
-    the progress bar shown when ``progress`` is true.
+    the progress bar shown when ``progress`` is true. ``after_backward(step)``, when given, is
+    called once the step's gradients are computed and before they are clipped (to record them).
     """
     optimizer = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     iterator = range(steps)
@@ -56,6 +58,8 @@ def train_steps(
         loss = loss_fn(model(*inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward(step)
         clip_grad_norm(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
