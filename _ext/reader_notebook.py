@@ -341,7 +341,34 @@ def _directive(name: str, arg: str, options: dict, body: list[str], chapter: Cha
         return [f"- [{chapter.site.titles.get(doc, doc)}]({chapter.site.url(doc)})" for doc in toc_files()[1:]]
     if name == "raw":  # the home page's HTML banner: navigation for the site, not for a notebook
         return []
+    if name == "literalinclude":  # the library's code the page quotes: the same lines, as a code block
+        return [f"{fence}{options.get('language', '')}", *_included_source(arg, options, where), fence]
     raise ReaderNotebookError(f"{where}: the directive {{{name}}} has no rendering in the reader's notebook")
+
+
+def _included_source(arg: str, options: dict, where: str) -> list[str]:
+    """The lines a {literalinclude} shows: the whole file, or the one function, class or method
+    its ``:pyobject:`` names (``Class.method``), as Sphinx picks it."""
+    path = (BOOK / arg.strip()).resolve()
+    if not path.is_file():
+        raise ReaderNotebookError(f"{where}: {{literalinclude}} names {arg.strip()!r}, which is not a file")
+    source = path.read_text(encoding="utf-8")
+    unknown = set(options) - {"pyobject", "language"}
+    if unknown:
+        raise ReaderNotebookError(f"{where}: {{literalinclude}} option(s) {sorted(unknown)} have no rendering")
+    if "pyobject" not in options:
+        return source.rstrip("\n").splitlines()
+    node, names = ast.parse(source), options["pyobject"].split(".")
+    for name in names:
+        found = [n for n in getattr(node, "body", []) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 and n.name == name]
+        if not found:
+            raise ReaderNotebookError(f"{where}: {path.name} has no {options['pyobject']!r}")
+        node = found[0]
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    lines = source.splitlines()[first - 1:node.end_lineno]
+    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+    return [line[indent:] for line in lines]
 
 
 def _markdown(lines: list[str], chapter: Chapter, where: str) -> list[str]:

@@ -213,3 +213,20 @@ def test_binder_launch_path_is_where_postbuild_writes():
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert f"python _ext/reader_notebook.py --target binder --out {rn.BINDER_DIR}\n" in post_build
     assert f"/{rn.BINDER_DIR}/" in (ROOT / ".gitignore").read_text().split()
+
+
+@pytest.mark.parametrize("target", rn.TARGETS)
+def test_quoted_library_code_is_the_library_source(target):
+    """A {literalinclude} with :pyobject: shows the same lines as the page: the function's source
+    as Python's inspect reads it (an independent reader of the same file), dedented."""
+    import inspect
+    import textwrap
+
+    import tinyformer as tf
+
+    nb = _notebook("training", target, glue=_fake_glue("training") if target == "colab" else None)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "{literalinclude}" not in markdown
+    for obj in (tf.optim.cosine_lr_schedule, tf.optim.AdamW.step, tf.losses.cross_entropy):
+        source = textwrap.dedent(inspect.getsource(obj)).rstrip("\n")
+        assert f"```python\n{source}\n```" in markdown, obj.__qualname__
