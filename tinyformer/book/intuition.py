@@ -57,25 +57,34 @@ def qk_plane_figure(query, keys, key_labels: Sequence[str], query_label: str = "
     if len(key_labels) != len(k):
         raise ValueError(f"{len(k)} keys but {len(key_labels)} labels")
     use_book_style()
-    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.7))
     lim = 1.25 * max(np.abs(k).max(), np.abs(q).max())
     unit = q / np.linalg.norm(q)
     ax.axline((0, 0), tuple(unit), color="#dddddd", linewidth=1, zorder=0)  # the query's direction
     arrow = dict(arrowstyle="-|>", linewidth=2, mutation_scale=14, shrinkA=0, shrinkB=0)
+    def label_at(vec, text, color, away_from, **kw):
+        """Beside the arrow's tip, on the side turned away from ``away_from``, so labels clear the arrows."""
+        direction = vec / np.linalg.norm(vec)
+        side = np.sign(away_from[0] * vec[1] - away_from[1] * vec[0]) or 1.0  # which way vec turns from it
+        offset = 0.06 * lim * (direction + side * np.array([-direction[1], direction[0]]))
+        x, y = vec + offset
+        ax.text(x, y, text, ha="left" if offset[0] >= 0 else "right", va="bottom" if offset[1] >= 0 else "top",
+                fontsize=12, color=color, **kw)
+
     for vec, label in zip(k, key_labels):
         shadow = (vec @ unit) * unit
         ax.plot([vec[0], shadow[0]], [vec[1], shadow[1]], ":", color=GREY, linewidth=1.2)
         ax.annotate("", xy=tuple(vec), xytext=(0, 0), arrowprops={**arrow, "color": BLUE})
-        ax.text(*(vec * 1.08), label, ha="center", va="center", fontsize=12, color=BLUE)
+        label_at(vec, label, BLUE, q)
     ax.annotate("", xy=tuple(q), xytext=(0, 0), arrowprops={**arrow, "color": ORANGE, "linewidth": 3})
-    ax.text(*(q * 1.12), query_label, ha="center", va="center", fontsize=12, color=ORANGE, fontweight="bold")
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
+    nearest = k[np.argmax(k @ q / np.linalg.norm(k, axis=1))]  # the key closest in angle: label away from it
+    label_at(q, query_label, ORANGE, nearest, fontweight="bold")
+    ax.set_xlim(-1.5 * lim, 1.5 * lim)  # room for the labels beside the tips
+    ax.set_ylim(-1.02 * lim, 1.02 * lim)
     ax.set_aspect("equal")
     ax.axhline(0, color="#eeeeee", linewidth=0.8, zorder=0)
     ax.axvline(0, color="#eeeeee", linewidth=0.8, zorder=0)
-    ax.set_xlabel("feature 1")
-    ax.set_ylabel("feature 2")
+    ax.axis("off")  # the two features of a random projection have no meaning of their own: no scales
     return fig
 
 
