@@ -110,7 +110,8 @@ def temperature_figure(weights_by_label: Mapping[str, Sequence[float]], key_labe
 
 def context_rows_figure(rows, contexts: Sequence[str], titles: Sequence[str]):
     """One attention row per context (``(2, W)``: the last character's weights over the W
-    characters of its window), as bars under each window's characters, one panel per context."""
+    characters of its window), as bars under each window's characters, one panel per context.
+    The reading character (the last) is marked in orange, bar and tick label."""
     rows = _np(rows)
     if rows.ndim != 2 or rows.shape[0] != len(contexts) or len(titles) != len(contexts):
         raise ValueError("context_rows_figure needs one row, one context and one title per panel")
@@ -125,6 +126,9 @@ def context_rows_figure(rows, contexts: Sequence[str], titles: Sequence[str]):
         ax.bar(x, row, color=colors, width=0.8)
         ax.set_xticks(x, labels=[show_char(c) for c in text], fontsize=10)
         ax.tick_params(axis="x", length=0, pad=2)
+        reader = ax.get_xticklabels()[-1]  # the character that reads: its own bar may be too small to see
+        reader.set_color(ORANGE)
+        reader.set_fontweight("bold")
         ax.set_xlim(-0.6, len(text) - 0.4)
         ax.set_ylim(0, 1)
         ax.set_title(title, fontsize=12, loc="left")
