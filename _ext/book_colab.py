@@ -28,24 +28,27 @@ def github_repo(repository_url: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH) -> str:
+def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH, edition: str | None = None) -> str:
+    """With ``edition`` (X.Y.Z), the notebook in that edition's folder of the publish branch,
+    where `python3 tasks.py release` puts each edition and never changes it afterwards."""
     owner, repo = github_repo(repository_url)
-    return f"{COLAB}/{owner}/{repo}/blob/{branch}/{NOTEBOOK_DIR}/{chapter}.ipynb"
+    folder = f"{edition}/{NOTEBOOK_DIR}" if edition else NOTEBOOK_DIR
+    return f"{COLAB}/{owner}/{repo}/blob/{branch}/{folder}/{chapter}.ipynb"
 
 
-def install_source(repository_url: str) -> str:
-    """The notebook's first cell: the package the chapter imports, from the repository's main
-    branch with its pinned dependencies (torch included: the version the book is tested with),
-    and myst-nb, whose ``glue`` the chapters call."""
+def install_source(repository_url: str, ref: str = "main") -> str:
+    """The notebook's first cell: the package the chapter imports, from the repository at ``ref``
+    (an edition's tag, vX.Y.Z: its notebooks install the library that edition was built with),
+    with its pinned dependencies (torch included: the version the book is tested with), and myst-nb, whose ``glue`` the chapters call."""
     github_repo(repository_url)  # a clear error for a non-GitHub URL
     return (
         "# Colab: install tinyformer (the package this chapter builds and imports) from its repository.\n"
         "# It pins the PyTorch version the book is tested with; this takes a minute or two.\n"
-        f'%pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@main" "myst-nb>=1.1"'
+        f'%pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@{ref}" "myst-nb>=1.1"'
     )
 
 
-def chapter_notebook(source: Path, repository_url: str):
+def chapter_notebook(source: Path, repository_url: str, ref: str = "main"):
     """A chapter's MyST source as an nbformat notebook for Colab: its cells as written, minus
     the slides' speaker notes (they are for the presenter), after an install cell."""
     import jupytext
@@ -53,7 +56,7 @@ def chapter_notebook(source: Path, repository_url: str):
 
     nb = jupytext.read(source, fmt="md:myst")
     nb.cells = [c for c in nb.cells if c.metadata.get("slideshow", {}).get("slide_type") != "notes"]
-    install = nbformat.v4.new_code_cell(install_source(repository_url), metadata={"tags": ["colab-install"]})
+    install = nbformat.v4.new_code_cell(install_source(repository_url, ref), metadata={"tags": ["colab-install"]})
     nb.cells.insert(0, install)
     nb.metadata.pop("jupytext", None)  # a plain notebook in Colab, not paired with a text file
     nb.metadata["colab"] = {"name": f"{source.stem}.ipynb", "provenance": []}
@@ -63,7 +66,7 @@ def chapter_notebook(source: Path, repository_url: str):
 
 
 def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str,
-                    keys_dir: Path | None = None) -> list[Path]:
+                    keys_dir: Path | None = None, ref: str = "main") -> list[Path]:
     """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths.
 
     With ``keys_dir``, a notebook whose chapter source, repository and generator are unchanged
@@ -78,10 +81,11 @@ def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], reposit
     for chapter in chapters:
         source = Path(book_dir) / f"{chapter}.md"
         path = out / f"{chapter}.ipynb"
-        key = hashlib.sha256(source.read_bytes() + Path(__file__).read_bytes() + repository_url.encode()).hexdigest()
+        key = hashlib.sha256(source.read_bytes() + Path(__file__).read_bytes() + repository_url.encode()
+                             + ref.encode()).hexdigest()
         key_file = Path(keys_dir) / f"colab-{chapter}.key" if keys_dir is not None else None
         if key_file is None or not (path.exists() and key_file.exists() and key_file.read_text() == key):
-            nbformat.write(chapter_notebook(source, repository_url), path)
+            nbformat.write(chapter_notebook(source, repository_url, ref), path)
             if key_file is not None:
                 key_file.parent.mkdir(parents=True, exist_ok=True)
                 key_file.write_text(key)
