@@ -509,6 +509,10 @@ def _git(*args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def _note_pages_read(app, env, docnames):
+    app.tinyformer_read_all = set(docnames) >= set(env.found_docs)
+
+
 def _write_edition(app, exception):
     """edition.json: what this folder is, for `tasks.py release --html` to check before it
     publishes a build it did not make (version and date, the commit and whether the tree had
@@ -520,9 +524,14 @@ def _write_edition(app, exception):
     cff = app.tinyformer_cff
     outdir = Path(app.outdir)
     status = _git("status", "--porcelain")
+    # Strict: warnings are errors (-W; with --keep-going Sphinx counts them and fails at the end),
+    # none so far, and every page was read by this build (an incremental build after a lax one
+    # would carry pages no strict build has checked).
+    strict = (bool(app.warningiserror or app.keep_going) and app._warncount == 0
+              and getattr(app, "tinyformer_read_all", False))
     edition = {"version": app.config.release, "date": str(cff["date-released"]),
                "address": book_citation.edition_url(cff), "commit": _git("rev-parse", "HEAD"),
-               "clean": status == "", "strict": bool(getattr(app, "warningiserror", False))}
+               "clean": status == "", "strict": strict}
     (outdir / "edition.json").write_text(json.dumps(edition, indent=1) + "\n", encoding="utf-8")
     own = [{"name": app.config.release, "version": app.config.release, "url": "./", "preferred": True}]
     (outdir / "versions.json").write_text(json.dumps(own, indent=1) + "\n", encoding="utf-8")
@@ -543,7 +552,8 @@ def setup(app):
     app.add_node(slide_decks)
     app.add_directive("slide-decks", SlideDecksDirective)
     app.add_directive("edition-citation", EditionCitationDirective)
-    app.connect("build-finished", _write_edition)
+    app.connect("env-before-read-docs", _note_pages_read)
+    app.connect("build-finished", _write_edition, priority=900)  # after the other build steps
     app.connect("doctree-resolved", _fill_slide_decks)
     app.connect("html-page-context", _reading_group_buttons, priority=502)
     app.connect("env-get-outdated", _outdated)
