@@ -427,7 +427,10 @@ def _outdated(app, env, added, changed, removed):
 
 def _unique_scripts(app, pagename, templatename, context, doctree):
     """sphinx-thebe registers its inline configuration once per read phase, so pages
-    could carry it twice ("Identifier 'THEBE_JS_URL' has already been declared")."""
+    could carry it twice ("Identifier 'THEBE_JS_URL' has already been declared"). The list is
+    deduplicated in place: it is the builder's own, which pydata-sphinx-theme's handlers add
+    their inline scripts to afterwards (DOCUMENTATION_OPTIONS.pagename and the version
+    switcher's settings); a copy would leave those off the page."""
     seen, unique = set(), []
     for script in context.get("script_files", []):
         # the same file or inline body, whatever priority it was registered with
@@ -436,7 +439,7 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
         if key not in seen:
             seen.add(key)
             unique.append(script)
-    context["script_files"] = unique
+    context["script_files"][:] = unique
 
 
 def _accessible_citations(app, pagename, templatename, context, doctree):
@@ -559,7 +562,7 @@ def setup(app):
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)
-    # before _unique_scripts, which replaces the page's list of scripts with a copy
+    # before _unique_scripts, which deduplicates the page's list of scripts
     app.connect("html-page-context", _playground_assets, priority=400)
     app.connect("build-finished", _export_playground)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
