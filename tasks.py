@@ -488,6 +488,9 @@ def release(version: str, html: Path | None = None, remote: str | None = None, p
         html = HTML
     html = Path(html).resolve()
     check_edition(html, version, date, head)
+    if not (BIN / "ghp-import").exists():
+        fail(f"{BIN / 'ghp-import'} is missing: run `python3 tasks.py setup`, then `python3 tasks.py release {version}` "
+             f"again (it goes on from the tag)")
     if ref is not None and ref != f"refs/heads/{branch}":
         _git_out("branch", branch, ref)  # build on what the remote holds, so the push is a fast-forward
     before = tree_blobs(ref) if ref is not None else {}
