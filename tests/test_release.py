@@ -91,7 +91,8 @@ def edition_html(shared: Path, out: Path, repo: Path, new_sentence: bool) -> Pat
     date = tasks._cff_field("date-released", (repo / "CITATION.cff").read_text())
     shutil.copytree(shared, out)
     for path in out.rglob("*"):
-        if path.suffix in (".html", ".ipynb") and path.is_file():
+        # the pages, the notebooks, and Sphinx's DOCUMENTATION_OPTIONS.VERSION (the banner compares it)
+        if (path.suffix in (".html", ".ipynb") or path.name == "documentation_options.js") and path.is_file():
             text = path.read_text(encoding="utf-8")
             text = text.replace(stamp["version"], version).replace(stamp["date"], date)
             if new_sentence and path == out / "masks.html":
