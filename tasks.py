@@ -8,6 +8,16 @@
                                 (to origin only if its push URL is a hosted URL; otherwise --remote is
                                 required; another branch needs --force-branch, and the branch checked
                                 out or one that holds the project's source is always refused)
+    python3 tasks.py release X.Y.Z [--html DIR]
+                                an edition at its own address: sets VERSION (and CITATION.cff's version
+                                and date), adds the CHANGELOG.md entry, commits and tags vX.Y.Z, builds
+                                strictly, then adds X.Y.Z/ to the publish branch and updates latest/,
+                                versions.json and the root's redirect, leaving older editions' files as
+                                they are (checked before pushing). Refuses a dirty tree or a version
+                                not newer than the newest release. --html DIR publishes a strict build
+                                of this very release commit instead of building (its edition.json must
+                                say so); --prepare stops after the tag, and `release X.Y.Z` run again
+                                on that tag goes on from there. Same --remote / --no-push as publish
     python3 tasks.py vendor-ort [--version V]
                                 refresh assets/vendor/onnxruntime-web/ from npm (maintainers only;
                                 the files are committed, so building needs no npm)
@@ -24,6 +34,7 @@ import argparse
 import base64
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -64,8 +75,9 @@ def run(*cmd, **kwargs) -> None:
 
 def _setup_fingerprint() -> str:
     digest = hashlib.sha256()
-    for name in ("pyproject.toml", "constraints.txt"):
-        digest.update((ROOT / name).read_bytes())
+    for name in ("pyproject.toml", "constraints.txt", "VERSION"):  # VERSION: the installed package's version
+        if (ROOT / name).exists():
+            digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()
 
 
@@ -260,6 +272,10 @@ def publish(remote: str | None, branch: str | None, push: bool, force_branch: bo
         remote, url = remote or "origin", None
     branch = branch or publish_branch()
     check_publish_branch(branch, remote, force_branch)
+    for ref in (f"refs/heads/{branch}", f"refs/remotes/{remote}/{branch}"):
+        if _git("cat-file", "-e", f"{ref}:versions.json").returncode == 0:
+            fail(f"branch {branch!r} holds released editions ({ref} has versions.json): publish would replace them "
+                 f"with one unversioned site. Publish with `python3 tasks.py release X.Y.Z`")
     if push:
         print(f"will force-push _build/html to branch {branch!r} of {remote} (push URL {url})", flush=True)
     else:
@@ -270,6 +286,238 @@ def publish(remote: str | None, branch: str | None, push: bool, force_branch: bo
         args.append("-p")
     run(*args, HTML)
 
+
+# ------------------------------------------------------------------ release: editions
+# Each release is an edition of the book at its own address on the publish branch, X.Y.Z/, written
+# once and never changed; latest/ is a copy of the newest, the root's index.html leads to it, and
+# versions.json (the version switcher's list, read by every page as ../versions.json) names them all.
+EDITION = re.compile(r"\d+\.\d+\.\d+")
+RELEASE_FILES = ("VERSION", "CITATION.cff", "CHANGELOG.md")  # what the release commit changes
+CHANGELOG_HEAD = """# Changelog
+
+Each release is an edition of the book at its own address, which never changes once published
+(`python3 tasks.py release X.Y.Z` writes these entries, newest first).
+"""
+ROOT_REDIRECT = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tinyformer: the newest edition</title>
+<meta http-equiv="refresh" content="0; url={target}">
+<link rel="canonical" href="{address}">
+</head>
+<body><p>The newest edition of tinyformer ({version}) is at <a href="{target}">{address}</a>.</p></body>
+</html>
+"""
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _git_out(*args: str) -> str:
+    """git ARGS in ROOT; a failure ends the release with git's own last line."""
+    proc = _git(*args)
+    if proc.returncode != 0:
+        fail(f"git {' '.join(args)} failed: {(proc.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return proc.stdout
+
+
+def _cff_field(field: str, text: str | None = None) -> str:
+    """A top-level field of CITATION.cff (a plain or quoted scalar), read without a YAML library."""
+    text = (ROOT / "CITATION.cff").read_text(encoding="utf-8") if text is None else text
+    match = re.search(rf'^{re.escape(field)}: *"?([^"\n]*?)"? *$', text, re.M)
+    if match is None:
+        fail(f"CITATION.cff has no top-level '{field}:' line")
+    return match.group(1)
+
+
+def site_ref(branch: str, remote: str) -> str | None:
+    """Where the published site is read from: the local publish branch, else the remote's."""
+    for ref in (f"refs/heads/{branch}", f"refs/remotes/{remote}/{branch}"):
+        if _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode == 0:
+            return ref
+    return None
+
+
+def published_editions(ref: str | None) -> list[dict]:
+    """The editions the site at ``ref`` lists in its versions.json, newest first."""
+    proc = _git("show", f"{ref}:versions.json") if ref else None
+    return json.loads(proc.stdout) if proc is not None and proc.returncode == 0 else []
+
+
+def tree_blobs(ref: str) -> dict[str, str]:
+    """path -> blob id of every file in ``ref``'s tree."""
+    out = _git_out("ls-tree", "-r", "-z", ref)
+    return {line.split("\t", 1)[1]: line.split()[2] for line in out.split("\0") if line}
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a file with these bytes."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _changelog_entry(version: str, date: str, address: str) -> str:
+    previous = max((t[1:] for t in _git_out("tag", "--list", "v*").split() if EDITION.fullmatch(t[1:])),
+                   key=version_key, default=None)
+    if previous is None:
+        changes = "- The first edition at its own address."
+    else:
+        changes = _git_out("log", "--no-merges", "--format=- %s", f"v{previous}..HEAD").strip() or "- No changes."
+    return f"## {version} ({date})\n\n{address}\n\n{changes}\n"
+
+
+def write_release_files(version: str, date: str) -> None:
+    """VERSION (the one place the version is written), CITATION.cff's version and date (GitHub and
+    Zenodo read them there; the build checks they agree with VERSION) and the CHANGELOG.md entry."""
+    cff = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    for field, value in (("version", version), ("date-released", date)):
+        _cff_field(field, cff)  # refused, before anything is written, when the line is missing
+        cff = re.sub(rf"^{field}: .*$", f'{field}: "{value}"', cff, count=1, flags=re.M)
+    address = _cff_field("url", cff).rstrip("/") + f"/{version}/"
+    changelog = ROOT / "CHANGELOG.md"
+    text = changelog.read_text(encoding="utf-8") if changelog.exists() else CHANGELOG_HEAD
+    entry = _changelog_entry(version, date, address)
+    first = text.find("\n## ")
+    text = text.rstrip("\n") + "\n\n" + entry if first < 0 else text[:first + 1] + entry + "\n" + text[first + 1:]
+    (ROOT / "VERSION").write_text(version + "\n", encoding="utf-8")
+    (ROOT / "CITATION.cff").write_text(cff, encoding="utf-8")
+    changelog.write_text(text, encoding="utf-8")
+
+
+def check_edition(html: Path, version: str, date: str, commit: str) -> None:
+    """``html`` is a strict build of this release: its edition.json (written by the build) names
+    the version, date and commit, from a tree without uncommitted changes, and no cell failed."""
+    stamp_path = html / "edition.json"
+    if not stamp_path.is_file():
+        fail(f"{html} has no edition.json: it is not a build of this book (every build writes one)")
+    stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+    problems = []
+    if stamp.get("version") != version:
+        problems.append(f"it is version {stamp.get('version')}, not {version}")
+    if stamp.get("date") != date:
+        problems.append(f"it is dated {stamp.get('date')}, not {date}")
+    if stamp.get("commit") != commit:
+        problems.append(f"it was built from commit {str(stamp.get('commit'))[:12]}, "
+                        f"not the release commit {commit[:12]}")
+    if not stamp.get("clean"):
+        problems.append("it was built from a tree with uncommitted changes")
+    if not stamp.get("strict"):
+        problems.append("it was not built strictly (-W)")
+    reports = html / "reports"
+    if reports.is_dir() and any(reports.iterdir()):
+        problems.append(f"it holds execution reports ({reports.name}/: a cell failed)")
+    if problems:
+        fail(f"{html} is not a strict build of release {version}: {'; '.join(problems)}")
+
+
+def stage_site(staging: Path, ref: str | None, html: Path, version: str, date: str, editions: list[dict]) -> None:
+    """The whole site as it will be published: the branch's files as they are, plus the new
+    edition's folder, latest/ (a copy of it), versions.json and the root's redirect."""
+    if ref is not None:
+        archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(staging, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    edition = staging / version
+    if edition.exists():
+        fail(f"the publish branch already has a folder {version}/ (not in its versions.json): remove it by hand first")
+    # The build's own versions.json names only itself; the site's list is at the root.
+    shutil.copytree(html, edition, ignore=lambda folder, names: ["versions.json"] if Path(folder) == html else [])
+    if (staging / "latest").exists():
+        shutil.rmtree(staging / "latest")
+    shutil.copytree(edition, staging / "latest")
+    base = _cff_field("url").rstrip("/")
+    listing = sorted([{"version": version, "date": date}, *editions], key=lambda e: version_key(e["version"]),
+                     reverse=True)
+    newest = listing[0]["version"]
+    versions = [{"name": f"{e['version']} (latest)" if e["version"] == newest else e["version"],
+                 "version": e["version"], "url": f"../{e['version']}/", "preferred": e["version"] == newest,
+                 "date": e.get("date"), "address": f"{base}/{e['version']}/"} for e in listing]
+    (staging / "versions.json").write_text(json.dumps(versions, indent=1) + "\n", encoding="utf-8")
+    (staging / "index.html").write_text(ROOT_REDIRECT.format(target=f"{newest}/", address=f"{base}/{newest}/",
+                                                             version=newest), encoding="utf-8")
+
+
+def release(version: str, html: Path | None = None, remote: str | None = None, push: bool = True,
+            prepare: bool = False) -> None:
+    """Publish edition ``version`` (see the module's docstring). Everything that can refuse is
+    checked before anything is written; older editions' files are compared, blob by blob, before
+    the branch is pushed."""
+    if not EDITION.fullmatch(version):
+        fail(f"{version!r} is not a version X.Y.Z (three numbers, e.g. 1.2.0)")
+    if push:
+        remote, url = publish_target(remote)
+    else:
+        remote, url = remote or "origin", None
+    branch = publish_branch()
+    check_publish_branch(branch, remote, force_branch=False)
+    ref = site_ref(branch, remote)
+    editions = published_editions(ref)
+    tag = f"v{version}"
+    if version in [e["version"] for e in editions]:
+        fail(f"{version} is already released ({ref} has {version}/): an edition never changes; release a newer version")
+    changes = _git_out("status", "--porcelain").splitlines()
+    if changes:
+        fail(f"the working tree has uncommitted changes ({len(changes)}, first: {changes[0].strip()}): a release is "
+             f"made from a commit; commit or stash them first")
+    head = _git_out("rev-parse", "HEAD").strip()
+    tagged = _git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}").stdout.strip()
+    if tagged and tagged != head:
+        fail(f"tag {tag} exists and is commit {tagged[:12]}, not this one: {version} is taken; release a newer version")
+    if tagged:
+        print(f"continuing the release of {version}: its tag {tag} is this commit and {branch} has no {version}/ yet")
+    else:
+        releases = [t[1:] for t in _git_out("tag", "--list", "v*").split() if EDITION.fullmatch(t[1:])]
+        newest = max([*releases, *(e["version"] for e in editions)], key=version_key, default=None)
+        if newest is not None and version_key(version) <= version_key(newest):
+            fail(f"{version} is not newer than {newest}, the newest release: each release must be newer")
+        date = time.strftime("%Y-%m-%d", time.gmtime())
+        write_release_files(version, date)
+        _git_out("add", *RELEASE_FILES)
+        _git_out("commit", "-q", "-m", f"Release {version}")
+        _git_out("tag", "-a", tag, "-m", f"tinyformer {version}")
+        head = _git_out("rev-parse", "HEAD").strip()
+        print(f"committed {', '.join(RELEASE_FILES)} as 'Release {version}' ({head[:12]}), tagged {tag}", flush=True)
+    if prepare:
+        print(f"prepared {version}: `python3 tasks.py release {version}` builds and publishes it; "
+              f"`python3 tasks.py release {version} --html DIR` publishes a strict build of this commit")
+        return
+    date = _cff_field("date-released")
+    if html is None:
+        build(clean=True)
+        html = HTML
+    html = Path(html).resolve()
+    check_edition(html, version, date, head)
+    if not (BIN / "ghp-import").exists():
+        fail(f"{BIN / 'ghp-import'} is missing: run `python3 tasks.py setup`, then `python3 tasks.py release {version}` "
+             f"again (it goes on from the tag)")
+    if ref is not None and ref != f"refs/heads/{branch}":
+        _git_out("branch", branch, ref)  # build on what the remote holds, so the push is a fast-forward
+    before = tree_blobs(ref) if ref is not None else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "site"
+        staging.mkdir()
+        stage_site(staging, ref, html, version, date, editions)
+        expected = {f"{version}/{p.relative_to(staging / version).as_posix()}": blob_id(p.read_bytes())
+                    for p in (staging / version).rglob("*") if p.is_file()}
+        run(BIN / "ghp-import", "-n", "-b", branch, "-m", f"Publish edition {version}", staging)
+    after = tree_blobs(f"refs/heads/{branch}")
+    old = {e["version"] for e in editions}
+    changed = sorted(p for p, blob in before.items() if p.split("/", 1)[0] in old and after.get(p) != blob)
+    new = {p: blob for p, blob in after.items() if p.startswith(f"{version}/")}
+    if changed or new != expected:
+        if ref is not None:
+            _git_out("update-ref", f"refs/heads/{branch}", _git_out("rev-parse", ref).strip())
+        what = f"older editions' files changed: {changed[:3]}" if changed else f"{version}/ is not the build"
+        fail(f"the staged site is wrong ({what}); {branch} is back where it was and nothing was pushed")
+    print(f"{branch}: {version}/ ({len(new)} files), latest/, versions.json ({len(old) + 1} editions), index.html "
+          f"(leads to {version}/); {sum(p.split('/', 1)[0] in old for p in before)} files of older editions unchanged")
+    if push:
+        run("git", "push", remote, f"refs/heads/{branch}:refs/heads/{branch}")
+        print(f"published {version}. Push the release commit and its tag to the source repository (git push origin "
+              f"HEAD {tag}); a GitHub release from {tag} has Zenodo archive it with a DOI (README, 'Editions')")
+    else:
+        print(f"committed the site to the local branch {branch!r} (no push)")
 
 def clean() -> None:
     """Remove _build/. A _build that is a symbolic link (to a bigger disk, say) is refused rather
@@ -354,6 +602,14 @@ def main() -> None:
     p_pub.add_argument("--force-branch", action="store_true",
                        help="allow a --branch other than the publish branch (never the branch checked out, "
                             "nor one that holds the project's source)")
+    p_rel = sub.add_parser("release", help="publish edition X.Y.Z at its own address (see the top of tasks.py)")
+    p_rel.add_argument("version", help="X.Y.Z, newer than the newest release")
+    p_rel.add_argument("--html", type=Path, default=None,
+                       help="publish this strict build of the release commit instead of building (its edition.json "
+                            "must name this version, date and commit, built strictly from a clean tree)")
+    p_rel.add_argument("--prepare", action="store_true", help="stop after the release commit and tag")
+    p_rel.add_argument("--remote", default=None, help="as for publish")
+    p_rel.add_argument("--no-push", action="store_true", help="commit to the local publish branch only")
     sub.add_parser("pdf", help="build, then print the whole book to _build/pdf/tinyformer.pdf")
     p_ort = sub.add_parser("vendor-ort", help="refresh assets/vendor/onnxruntime-web from npm")
     p_ort.add_argument("--version", default=ORT_VERSION)
@@ -369,6 +625,8 @@ def main() -> None:
         test(extra)
     elif args.task == "publish":
         publish(args.remote, args.branch, push=not args.no_push, force_branch=args.force_branch)
+    elif args.task == "release":
+        release(args.version, html=args.html, remote=args.remote, push=not args.no_push, prepare=args.prepare)
     elif args.task == "pdf":
         pdf()
     elif args.task == "vendor-ort":

@@ -1,9 +1,12 @@
 """Cite this chapter: one BibTeX entry per chapter, from CITATION.cff and the chapter's title.
 
 The build appends a "Cite this chapter" section to every chapter (see tinyformer_book.py);
-the entry names the chapter, the book, the chapter's address and the book's version, so a
-reading group can cite exactly what it read. Everything comes from CITATION.cff: change the
-version or the address there and every entry follows.
+the entry names the chapter, the book, the edition's number and date, and the chapter's
+stable address in that edition (``<url>/<version>/<chapter>.html``, which `python3 tasks.py
+release` publishes and never changes afterwards), so a reading group can cite exactly what it
+read. The version is written once, in the top-level VERSION file; CITATION.cff holds the title,
+authors, address and release date, and its ``version`` must agree with VERSION (release writes
+both; a hand edit that makes them differ fails the build).
 """
 
 from __future__ import annotations
@@ -17,13 +20,33 @@ import yaml
 _ESCAPES = {"\\": None, "{": None, "}": None, "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_"}
 
 
-def load_cff(path: Path) -> dict:
-    """CITATION.cff as a dict, with the fields a chapter entry needs checked to be there."""
+def read_version(path: Path) -> str:
+    """The book's version from the VERSION file (one line, X.Y.Z)."""
+    version = Path(path).read_text(encoding="utf-8").strip()
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise ValueError(f"{path}: {version!r} is not a version X.Y.Z")
+    return version
+
+
+def load_cff(path: Path, version_file: Path | None = None) -> dict:
+    """CITATION.cff as a dict, with the fields a chapter entry needs checked to be there. With
+    ``version_file`` (VERSION, the one place the version is written), CITATION.cff's version must
+    be the same."""
     cff = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     missing = [key for key in ("title", "authors", "version", "date-released", "url") if not cff.get(key)]
     if missing:
         raise ValueError(f"{path}: CITATION.cff lacks {', '.join(missing)}, which each chapter's BibTeX entry needs")
+    if version_file is not None:
+        version = read_version(version_file)
+        if str(cff["version"]) != version:
+            raise ValueError(f"{path} says version {cff['version']} but {version_file} says {version}: "
+                             f"`python3 tasks.py release X.Y.Z` writes both; make them agree")
     return cff
+
+
+def edition_url(cff: dict) -> str:
+    """The stable address of this edition: ``<url>/<version>/`` (release publishes it there)."""
+    return cff["url"].rstrip("/") + f"/{cff['version']}/"
 
 
 def bibtex_escape(text: str) -> str:
@@ -59,12 +82,33 @@ def chapter_key(cff: dict, docname: str) -> str:
 
 
 def chapter_url(cff: dict, docname: str) -> str:
-    return cff["url"].rstrip("/") + f"/{docname}.html"
+    """The chapter in this edition: an address that keeps serving the text that was cited."""
+    return edition_url(cff) + f"{docname}.html"
+
+
+def book_bibtex(cff: dict) -> str:
+    """The BibTeX entry for the whole book in this edition (the "How to cite" page)."""
+    version = bibtex_escape(str(cff["version"]))
+    fields = [
+        ("title", bibtex_escape(cff["title"])),
+        ("author", bibtex_authors(cff["authors"])),
+        ("year", str(cff["date-released"])[:4]),
+        ("date", str(cff["date-released"])),
+        ("version", version),
+        ("edition", version),
+        ("howpublished", "Jupyter Book"),
+        ("url", edition_url(cff)),
+    ]
+    if cff.get("doi"):
+        fields.append(("doi", bibtex_escape(str(cff["doi"]))))
+    width = max(len(name) for name, _ in fields)
+    body = ",\n".join(f"  {name.ljust(width)} = {{{value}}}" for name, value in fields)
+    return f"@misc{{tinyformer{str(cff['date-released'])[:4]},\n{body}\n}}\n"
 
 
 def chapter_bibtex(cff: dict, docname: str, title: str) -> str:
     """The BibTeX entry for one chapter: the chapter in the book (@incollection), its address
-    and the book's version."""
+    in this edition, and the edition's version and date."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", docname):
         raise ValueError(f"chapter name {docname!r} cannot be part of a BibTeX key (letters, digits, _)")
     version = bibtex_escape(str(cff["version"]))
@@ -73,6 +117,7 @@ def chapter_bibtex(cff: dict, docname: str, title: str) -> str:
         ("title", bibtex_escape(title)),
         ("booktitle", bibtex_escape(cff["title"])),
         ("year", str(cff["date-released"])[:4]),
+        ("date", str(cff["date-released"])),
         ("version", version),
         ("note", f"Version {version}"),
         ("url", chapter_url(cff, docname)),

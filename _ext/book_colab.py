@@ -30,22 +30,28 @@ def github_repo(repository_url: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH) -> str:
+def colab_url(repository_url: str, chapter: str, branch: str = PUBLISH_BRANCH, edition: str | None = None) -> str:
+    """With ``edition`` (X.Y.Z), the notebook in that edition's folder of the publish branch,
+    where `python3 tasks.py release` puts each edition and never changes it afterwards."""
     owner, repo = github_repo(repository_url)
-    return f"{COLAB}/{owner}/{repo}/blob/{branch}/{NOTEBOOK_DIR}/{chapter}.ipynb"
+    folder = f"{edition}/{NOTEBOOK_DIR}" if edition else NOTEBOOK_DIR
+    return f"{COLAB}/{owner}/{repo}/blob/{branch}/{folder}/{chapter}.ipynb"
 
 
-def chapter_notebook(source: Path, repository_url: str, glue: dict | None = None):
+def chapter_notebook(source: Path, repository_url: str, glue: dict | None = None, ref: str = "main"):
     """A chapter as Colab's notebook: the reader's notebook (reader_notebook.py, the one
-    Binder opens too), written for Colab, with the values the build glued (``glue``)."""
+    Binder opens too), written for Colab, with the values the build glued (``glue``); its
+    install cell installs the library at ``ref`` (an edition's tag, vX.Y.Z: the library that
+    edition was built with)."""
     github_repo(repository_url)  # a clear error for a non-GitHub URL
     site = reader_notebook.Site.from_repository()
     site.repository_url = repository_url.rstrip("/")
+    site.ref = ref
     return reader_notebook.reader_notebook(Path(source), "colab", site=site, glue=glue)
 
 
 def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], repository_url: str,
-                    keys_dir: Path | None = None, glue_dir: Path | None = None) -> list[Path]:
+                    keys_dir: Path | None = None, glue_dir: Path | None = None, ref: str = "main") -> list[Path]:
     """Write ``<html_dir>/notebooks/<chapter>.ipynb`` for every chapter; returns the paths.
     ``glue_dir`` holds the build's ``<chapter>.glue.json`` (MyST-NB's jupyter_execute folder).
 
@@ -68,11 +74,11 @@ def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], reposit
         glue_file = Path(glue_dir) / f"{chapter}.glue.json" if glue_dir is not None else None
         glued = glue_file.read_bytes() if glue_file is not None and glue_file.exists() else b""
         path = out / f"{chapter}.ipynb"
-        key = hashlib.sha256(source.read_bytes() + glued + generator + repository_url.encode()).hexdigest()
+        key = hashlib.sha256(source.read_bytes() + glued + generator + repository_url.encode() + ref.encode()).hexdigest()
         key_file = Path(keys_dir) / f"colab-{chapter}.key" if keys_dir is not None else None
         if key_file is None or not (path.exists() and key_file.exists() and key_file.read_text() == key):
             glue = json.loads(glued) if glue_dir is not None and glued else ({} if glue_dir is not None else None)
-            nbformat.write(chapter_notebook(source, repository_url, glue), path)
+            nbformat.write(chapter_notebook(source, repository_url, glue, ref), path)
             if key_file is not None:
                 key_file.parent.mkdir(parents=True, exist_ok=True)
                 key_file.write_text(key)

@@ -131,6 +131,24 @@ def myst_to_markdown(source: str, chapter: Chapter, where: str) -> str:
             i += 1
             continue
         opened = _FENCE_OPEN.match(line)
+        if include := re.match(r"^(`{3,})\{literalinclude\}\s+(\S+)\s*$", line):
+            # The library's code the page quotes: the same lines, as a code block (the reader's
+            # notebook's reading of the directive, so the deck, the notebook and the page agree).
+            import reader_notebook
+
+            fence, options, i = include[1], {}, i + 1
+            while i < len(lines) and (option := re.match(r"^:(\w[\w-]*):\s*(.*)$", lines[i])):
+                options[option[1]] = option[2].strip()
+                i += 1
+            if i == len(lines) or lines[i].rstrip() != fence:
+                raise SlideSourceError(f"{where}: the {{literalinclude}} of {include[2]} is not closed with {fence}")
+            try:
+                code = reader_notebook.included_source(include[2], options, where)
+            except reader_notebook.ReaderNotebookError as error:
+                raise SlideSourceError(str(error)) from None
+            out += [f"{fence}{options.get('language', '')}", *code, fence]
+            i += 1
+            continue
         if line.lstrip().startswith("```{") or (line.startswith(":::") and not opened):
             raise SlideSourceError(f"{where}: the directive {line.strip()!r} is not supported on slides")
         if not opened:

@@ -160,6 +160,7 @@ class Site:
     titles: dict
     bibliography: dict
     repository_url: str
+    ref: str = "main"  # what the install cell installs: main, or an edition's tag (vX.Y.Z)
 
     @classmethod
     def from_repository(cls, root: Path = ROOT) -> "Site":
@@ -190,10 +191,10 @@ class Chapter:
     claims: dict = field(default_factory=dict)  # ref -> the claim's sentence, from the chapter's code
 
 
-def install_source(repository_url: str) -> str:
+def install_source(repository_url: str, ref: str = "main") -> str:
     """The notebook's first cell: installs tinyformer where it is missing (Colab), from the
-    repository's main branch with its pinned dependencies (the PyTorch the book is tested
-    with), and myst-nb, whose ``glue`` a cell may call. Elsewhere it does nothing."""
+    repository at ``ref`` (an edition's tag, vX.Y.Z, or main) with its pinned dependencies (the
+    PyTorch the book is tested with), and myst-nb, whose ``glue`` a cell may call. Elsewhere it does nothing."""
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+?(?:\.git)?/?", repository_url):
         raise ReaderNotebookError(f"repository url {repository_url!r} is not https://github.com/<owner>/<repo>: "
                                   f"pip installs the package from GitHub")
@@ -204,7 +205,7 @@ def install_source(repository_url: str) -> str:
         "import importlib.util\n"
         "\n"
         'if importlib.util.find_spec("tinyformer") is None:\n'
-        f'    %pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@main" "myst-nb>=1.1"'
+        f'    %pip install --quiet "tinyformer @ git+{repository_url.rstrip("/")}@{ref}" "myst-nb>=1.1"'
     )
 
 
@@ -342,11 +343,11 @@ def _directive(name: str, arg: str, options: dict, body: list[str], chapter: Cha
     if name == "raw":  # the home page's HTML banner: navigation for the site, not for a notebook
         return []
     if name == "literalinclude":  # the library's code the page quotes: the same lines, as a code block
-        return [f"{fence}{options.get('language', '')}", *_included_source(arg, options, where), fence]
+        return [f"{fence}{options.get('language', '')}", *included_source(arg, options, where), fence]
     raise ReaderNotebookError(f"{where}: the directive {{{name}}} has no rendering in the reader's notebook")
 
 
-def _included_source(arg: str, options: dict, where: str) -> list[str]:
+def included_source(arg: str, options: dict, where: str) -> list[str]:
     """The lines a {literalinclude} shows: the whole file, or the one function, class or method
     its ``:pyobject:`` names (``Class.method``), as Sphinx picks it."""
     path = (BOOK / arg.strip()).resolve()
@@ -421,7 +422,7 @@ def reader_notebook(source: Path, target: str, site: Site | None = None, glue: d
     source = Path(source)
     nb = jupytext.read(source, fmt="md:myst")
     chapter = Chapter(name=source.stem, target=target, site=site, glue=glue, claims=chapter_claims(nb))
-    cells = [nbformat.v4.new_code_cell(install_source(site.repository_url), metadata={"tags": [INSTALL_TAG]})]
+    cells = [nbformat.v4.new_code_cell(install_source(site.repository_url, site.ref), metadata={"tags": [INSTALL_TAG]})]
     for index, cell in enumerate(nb.cells):
         tags = list(cell.metadata.get("tags", []))
         where = f"{source.name}, cell {index + 1} ({cell.cell_type})"

@@ -22,7 +22,15 @@
    the chapter's header and a page listing every deck (book_slides.py); and an "Open in Colab"
    notebook per chapter with its launch button (book_colab.py), made by the same generator as the
    notebook "Launch in Binder" opens (reader_notebook.py; the Binder button is pointed at it).
-7. No builder's paths on the site: tracebacks (the cells tagged raises-exception) and stderr on
+7. Editions (``python3 tasks.py release X.Y.Z``): the version, read from the top-level VERSION
+   file, is stamped into every page at build time: the version switcher (pydata-sphinx-theme's,
+   in each page's header, fed by the site root's versions.json, which release writes) and its
+   banner on an older edition, the citations (each chapter's BibTeX and the "How to cite" page:
+   ``{edition-citation}``) and the Colab notebooks (the edition's folder, the edition's tag).
+   The build writes edition.json (version, date, commit, strict or not), which release checks
+   before it publishes a folder, and a versions.json naming only itself, so a build served on
+   its own has a working switcher.
+8. No builder's paths on the site: tracebacks (the cells tagged raises-exception) and stderr on
    the pages and in the decks name files relative to the repository (``tinyformer/tokenizer.py``)
    and the installed packages as ``<site-packages>/``, not the builder's home and Python.
 """
@@ -63,6 +71,11 @@ PLAYGROUND_DIR = ROOT / "assets" / "playground"  # the playground page's own scr
 PLAYGROUND_PAGE = "playground"
 PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's static files
 CITATION = ROOT / "CITATION.cff"
+VERSION_FILE = ROOT / "VERSION"  # the one place the version is written (tasks.py release sets it)
+# Where each page finds the list of editions: the site root's versions.json (release writes it).
+# Relative to the page's folder, and every page is at the top of its edition's folder; served
+# on its own, a build is the root, and ".." of the root is the root (the build's own versions.json).
+SWITCHER_JSON = "../versions.json"
 
 
 def _load_files_module():
@@ -90,6 +103,7 @@ def _rendering_hash() -> str:
     """The package plus this extension (and CITATION.cff, which every chapter quotes): an edit
     to any must re-render every page."""
     cff = sha256_file(CITATION)[:8] if CITATION.exists() else "none"
+    cff += sha256_file(VERSION_FILE)[:8] if VERSION_FILE.exists() else "none"
     return execution_key() + package_hash(Path(__file__).resolve().parent) + cff
 
 
@@ -99,6 +113,15 @@ def _config_inited(app, config):
     # Jupyter Book builds html_theme_options from _config.yml (launch buttons,
     # repository); add to it here rather than replace it from sphinx.config.
     config.html_theme_options = {**config.html_theme_options, "show_toc_level": 2}
+    # The edition this build is: every page carries it (switcher, banner, citations, Colab links).
+    cff = book_citation.load_cff(CITATION, VERSION_FILE)
+    config.version = config.release = str(cff["version"])  # DOCUMENTATION_OPTIONS.VERSION: the banner's
+    config.html_theme_options.update({
+        "switcher": {"json_url": SWITCHER_JSON, "version_match": config.release},
+        "check_switcher": False,  # the list is the published site's (release writes it), not the source's
+        "show_version_warning_banner": True,  # on an older edition: a link to this page in the newest
+        "article_header_end": ["version-switcher", "article-header-buttons"],
+    })
     # pydata's layout reads {{ default_mode }}, which sphinx-book-theme never sets: without it a
     # first-time visitor's console shows "Got invalid theme mode: ." Follow the system setting.
     config.html_context = {**config.html_context, "default_mode": "auto"}
@@ -112,7 +135,7 @@ def _config_inited(app, config):
     os.environ["TINYFORMER_CLAIMS_DIR"] = str(app.tinyformer_claims_dir)
     # The TOC the build reads (book/_toc.yml, a link to the top-level one).
     app.tinyformer_chapters = chapter_names(Path(app.srcdir) / "_toc.yml", Path(app.srcdir))
-    app.tinyformer_cff = book_citation.load_cff(CITATION) if app.tinyformer_chapters else None
+    app.tinyformer_cff = cff
 
 
 def _source_read(app, docname, source):
@@ -232,8 +255,9 @@ def _cite_this_chapter(app, doctree):
     section = nodes.section(ids=["cite-this-chapter"], names=["cite this chapter"])
     section += nodes.title(text="Cite this chapter")
     intro = nodes.paragraph()
-    intro += nodes.Text(f"This chapter, as it reads in version {cff['version']} of the book (from "
-                        f"CITATION.cff); for the whole book see ")
+    intro += nodes.Text(f"This chapter, as it reads in edition {cff['version']} of the book (released "
+                        f"{cff['date-released']}), at an address that keeps serving this text; for the whole "
+                        f"book see ")
     link = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget="/cite", refdoc=docname,
                                  refexplicit=True, refwarn=True)
     link += nodes.inline(text="How to cite")
@@ -242,6 +266,24 @@ def _cite_this_chapter(app, doctree):
     section += nodes.literal_block(entry, entry, language="bibtex")
     chapter += section
     doctree.ids["cite-this-chapter"] = section
+
+
+class EditionCitationDirective(Directive):
+    """``{edition-citation}``: which edition this is (number, date, stable address) and the
+    BibTeX entry for the whole book in it, from VERSION and CITATION.cff."""
+
+    def run(self):
+        cff = self.state.document.settings.env.app.tinyformer_cff
+        address = book_citation.edition_url(cff)
+        intro = nodes.paragraph()
+        intro += nodes.Text(f"You are reading edition {cff['version']}, released {cff['date-released']}. "
+                            f"Its pages stay at ")
+        intro += nodes.reference("", address, refuri=address)
+        intro += nodes.Text(" unchanged when a newer edition is published, so a citation of it keeps leading "
+                            "to the text that was read; the version switcher at the top of each page lists "
+                            "every edition.")
+        entry = book_citation.book_bibtex(cff)
+        return [intro, nodes.literal_block(entry, entry, language="bibtex")]
 
 
 class slide_decks(nodes.General, nodes.Element):
@@ -284,7 +326,7 @@ def _reading_group_buttons(app, pagename, templatename, context, doctree):
     repository = app.config.html_theme_options["repository_url"]
     launch["buttons"].append({"type": "link", "text": "Colab", "tooltip": "Open in Colab",
                               "icon": "_static/images/logo_colab.png",
-                              "url": book_colab.colab_url(repository, pagename)})
+                              "url": book_colab.colab_url(repository, pagename, edition=app.config.release)})
     slides = context["pathto"](f"{book_slides.SLIDES_DIR}/{pagename}.slides.html", 1)
     buttons.insert(0, {"type": "link", "text": "Slides", "tooltip": "This chapter's slides, with speaker notes",
                        "icon": "fa-solid fa-person-chalkboard", "url": slides, "label": "slides"})
@@ -366,7 +408,8 @@ def _reading_group_outputs(app, exception):
     made = time.perf_counter() - start
     notebooks = book_colab.write_notebooks(Path(app.srcdir), outdir, app.tinyformer_chapters,
                                            app.config.html_theme_options["repository_url"], keys_dir=made_from,
-                                           glue_dir=executed_dir)
+                                           glue_dir=executed_dir,
+                                           ref=f"v{app.config.release}")
     (slides_dir / "decks.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     logger.info(f"slides: {len(summary)} decks ({sum(d['slides'] for d in summary.values())} slides, "
                 f"{rebuilt} made anew) in {made:.1f} s; {len(notebooks)} Colab notebooks in "
@@ -402,7 +445,10 @@ def _outdated(app, env, added, changed, removed):
 
 def _unique_scripts(app, pagename, templatename, context, doctree):
     """sphinx-thebe registers its inline configuration once per read phase, so pages
-    could carry it twice ("Identifier 'THEBE_JS_URL' has already been declared")."""
+    could carry it twice ("Identifier 'THEBE_JS_URL' has already been declared"). The list is
+    deduplicated in place: it is the builder's own, which pydata-sphinx-theme's handlers add
+    their inline scripts to afterwards (DOCUMENTATION_OPTIONS.pagename and the version
+    switcher's settings); a copy would leave those off the page."""
     seen, unique = set(), []
     for script in context.get("script_files", []):
         # the same file or inline body, whatever priority it was registered with
@@ -411,7 +457,7 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
         if key not in seen:
             seen.add(key)
             unique.append(script)
-    context["script_files"] = unique
+    context["script_files"][:] = unique
 
 
 def _accessible_citations(app, pagename, templatename, context, doctree):
@@ -479,6 +525,39 @@ def _export_playground(app, exception):
     logger.info(f"playground: exported the book's model to {out} in {time.perf_counter() - start:.1f} s")
 
 
+def _git(*args: str) -> str | None:
+    proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _note_pages_read(app, env, docnames):
+    app.tinyformer_read_all = set(docnames) >= set(env.found_docs)
+
+
+def _write_edition(app, exception):
+    """edition.json: what this folder is, for `tasks.py release --html` to check before it
+    publishes a build it did not make (version and date, the commit and whether the tree had
+    uncommitted changes, and whether the build was strict); and versions.json naming only this
+    build, so a build served on its own has a working switcher (release replaces it with the
+    list of every edition at the site's root)."""
+    if exception is not None or app.builder.name != "html":
+        return
+    cff = app.tinyformer_cff
+    outdir = Path(app.outdir)
+    status = _git("status", "--porcelain")
+    # Strict: warnings are errors (-W; with --keep-going Sphinx counts them and fails at the end),
+    # none so far, and every page was read by this build (an incremental build after a lax one
+    # would carry pages no strict build has checked).
+    strict = (bool(app.warningiserror or app.keep_going) and app._warncount == 0
+              and getattr(app, "tinyformer_read_all", False))
+    edition = {"version": app.config.release, "date": str(cff["date-released"]),
+               "address": book_citation.edition_url(cff), "commit": _git("rev-parse", "HEAD"),
+               "clean": status == "", "strict": strict}
+    (outdir / "edition.json").write_text(json.dumps(edition, indent=1) + "\n", encoding="utf-8")
+    own = [{"name": app.config.release, "version": app.config.release, "url": "./", "preferred": True}]
+    (outdir / "versions.json").write_text(json.dumps(own, indent=1) + "\n", encoding="utf-8")
+
+
 def setup(app):
     app.add_css_file("style.css")
     app.add_css_file("print.css", media="print")  # no navigation, code wrapped: see _ext/book_pdf.py
@@ -493,13 +572,16 @@ def setup(app):
     app.connect("build-finished", _reading_group_outputs)
     app.add_node(slide_decks)
     app.add_directive("slide-decks", SlideDecksDirective)
+    app.add_directive("edition-citation", EditionCitationDirective)
+    app.connect("env-before-read-docs", _note_pages_read)
+    app.connect("build-finished", _write_edition, priority=900)  # after the other build steps
     app.connect("doctree-resolved", _fill_slide_decks)
     app.connect("html-page-context", _reading_group_buttons, priority=502)
     app.connect("html-page-context", _binder_opens_the_reader_notebook, priority=502)
     app.connect("env-get-outdated", _outdated)
     app.connect("html-page-context", _unique_scripts)
     app.connect("html-page-context", _accessible_citations)
-    # before _unique_scripts, which replaces the page's list of scripts with a copy
+    # before _unique_scripts, which deduplicates the page's list of scripts
     app.connect("html-page-context", _playground_assets, priority=400)
     app.connect("build-finished", _export_playground)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -61,7 +61,7 @@ def test_binder_environment_installs_and_opens_markdown_as_notebooks(binder_env)
                    "print(tinyformer.__version__, torch.__version__, len(nb.cells))"],
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()
-    assert out[0] == "0.1.0" and out[1].startswith("2.13.0") and int(out[2]) > 10
+    assert out[0] == (ROOT / "VERSION").read_text().strip() and out[1].startswith("2.13.0") and int(out[2]) > 10
     assert (ROOT / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
     prefix = subprocess.run([py, "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True,
                             check=True).stdout.strip()

@@ -41,6 +41,7 @@ EXCLUDED = {
     "build": "builds the whole book (tests/test_book.py and CI do that)",
     "test": "runs this test suite",
     "publish": "builds and pushes the site (tests/test_publish.py, against a local bare repository)",
+    "release": "commits, tags, builds and pushes an edition (tests/test_release.py, against a local bare repository)",
     "pdf": "builds the book, then prints it (tests/test_browser.py prints the session's build)",
     "setup": "creates .venv (CI's first step)",
 }

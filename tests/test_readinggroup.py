@@ -27,7 +27,8 @@ import book_slides  # noqa: E402
 from tinyformer_book import chapter_names  # noqa: E402
 
 CHAPTERS = chapter_names()
-CFF = book_citation.load_cff(ROOT / "CITATION.cff")
+CFF = book_citation.load_cff(ROOT / "CITATION.cff", ROOT / "VERSION")
+VERSION = (ROOT / "VERSION").read_text().strip()
 REPOSITORY = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
@@ -45,8 +46,10 @@ def test_chapter_bibtex_parses_and_carries_the_book_and_version():
     assert parsed.type == "incollection"
     assert parsed.fields["title"] == "Self-attention, by hand"
     assert parsed.fields["booktitle"] == CFF["title"]
-    assert parsed.fields["version"] == CFF["version"] == "0.1.0"
-    assert parsed.fields["url"] == "https://tinyformer.github.io/tinyformer/attention.html"
+    assert parsed.fields["version"] == CFF["version"] == VERSION
+    assert parsed.fields["date"] == str(CFF["date-released"])
+    # the chapter in this edition's folder, which release publishes once and never changes
+    assert parsed.fields["url"] == f"https://tinyformer.github.io/tinyformer/{VERSION}/attention.html"
     assert parsed.fields["year"] == "2026"
     assert str(parsed.persons["author"][0]) == "{The tinyformer authors}"  # one entity, not first + last name
 
@@ -96,6 +99,9 @@ def test_colab_url_points_at_the_published_notebook():
     url = book_colab.colab_url(REPOSITORY, "attention")
     assert url == ("https://colab.research.google.com/github/tinyformer/tinyformer/blob/gh-pages/"
                    "notebooks/attention.ipynb")
+    edition = book_colab.colab_url(REPOSITORY, "attention", edition="1.2.3")
+    assert edition.endswith("/blob/gh-pages/1.2.3/notebooks/attention.ipynb")
+    assert book_colab.install_source(REPOSITORY, "v1.2.3").count(f"git+{REPOSITORY}@v1.2.3") == 1
     sys.path.insert(0, str(ROOT))
     import tasks  # publish pushes, by default, to the branch these links name (read, not copied)
 
@@ -130,6 +136,21 @@ def test_myst_in_slide_cells_becomes_commonmark_with_the_builds_values():
     assert "{" not in md.replace("{glue", "")  # no MyST left
 
 
+def test_quoted_library_code_on_a_slide_is_the_library_source():
+    """A {literalinclude} of a library function becomes its source lines as a code block, as
+    Python's inspect reads them (an independent reader of the same file)."""
+    import inspect
+    import textwrap
+
+    import tinyformer as tf
+
+    md = book_slides.myst_to_markdown(
+        "Before\n\n```{literalinclude} ../tinyformer/optim.py\n:pyobject: AdamW.step\n:language: python\n```\n",
+        _chapter(), "here")
+    source = textwrap.dedent(inspect.getsource(tf.optim.AdamW.step)).rstrip("\n")
+    assert md == f"Before\n\n```python\n{source}\n```"
+
+
 @pytest.mark.parametrize("source, problem", [
     ("{numref}`fig-x`", "role {numref}"),
     ("{glue:text}`missing`", "'missing' is not in this chapter's build"),
@@ -137,6 +158,8 @@ def test_myst_in_slide_cells_becomes_commonmark_with_the_builds_values():
     (":::{dropdown} Answers\nhidden\n:::", "{dropdown} is not supported"),
     ("```{math}\nx\n```", "not supported on slides"),
     (":::{note}\nnever closed", "not closed"),
+    ("```{literalinclude} ../tinyformer/optim.py\n:pyobject: NoSuchThing\n```", "has no 'NoSuchThing'"),
+    ("```{literalinclude} ../tinyformer/optim.py\n:lines: 1-3\n```", "have no rendering"),
 ])
 def test_unsupported_myst_on_a_slide_is_an_error_naming_it(source, problem):
     with pytest.raises(book_slides.SlideSourceError, match=re.escape(problem)):
@@ -298,7 +321,7 @@ def test_chapter_ends_with_a_bibtex_entry_that_parses(site, chapter):
     title = html.select_one("article h1").get_text().replace("#", "").strip()
     assert fields["title"] == book_citation.bibtex_escape(title)
     assert fields["booktitle"] == CFF["title"] and fields["version"] == CFF["version"]
-    assert fields["url"] == f"{CFF['url'].rstrip('/')}/{chapter}.html"
+    assert fields["url"] == f"{CFF['url'].rstrip('/')}/{VERSION}/{chapter}.html"
     assert html.select_one("#pst-page-toc-nav a[href='#cite-this-chapter']"), f"{chapter}: not in the page's contents"
 
 
@@ -310,8 +333,9 @@ def test_chapter_header_links_its_slides_and_colab(site, chapter):
     assert slides and slides["href"] == f"slides/{chapter}.slides.html" and "Slides" in slides.get_text()
     assert (HTML / slides["href"]).exists()
     colab = [a["href"] for a in html.select(".dropdown-launch-buttons a") if "colab.research.google.com" in a["href"]]
-    assert colab == [book_colab.colab_url(REPOSITORY, chapter)]
-    published = colab[0].split(f"/blob/{book_colab.PUBLISH_BRANCH}/", 1)[1]
+    assert colab == [book_colab.colab_url(REPOSITORY, chapter, edition=VERSION)]
+    # release publishes the build as the edition's folder: the rest of the path is in the build
+    published = colab[0].split(f"/blob/{book_colab.PUBLISH_BRANCH}/{VERSION}/", 1)[1]
     assert (HTML / published).exists(), f"the Colab button names {published}, which the build did not write"
     nbformat.validate(nbformat.read(HTML / published, as_version=4))
 

@@ -87,4 +87,16 @@ from .batches import get_batch
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .initialization import init_statistics, initialize_weights
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The version pip installed, read from VERSION at install time (pyproject.toml): the one
+    place it is written lives outside the package, so a release never changes the library."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tinyformer")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown"
+
+
+__version__ = _installed_version()
