@@ -11,7 +11,9 @@ incremental build that leaves a page alone leaves it correct):
   theme's own copy of FontAwesome, so they look the same). An icon some script adds later still
   renders, from the theme's icon font; the theme's stylesheet keeps the icon-font rules of the
   icons the pages name and of those its scripts add (KEEP_ICON_RULES), not FontAwesome's 1,900
-  (20 kB of the 66 kB it weighs compressed).
+  (20 kB of the 66 kB it weighs compressed). The theme's stylesheets still draw a few icons
+  with FontAwesome's font (admonition titles, breadcrumbs, external links): its fonts are cut
+  down to the glyphs the stylesheets name (the solid font: 156 kB to a few kB), as WOFF.
 - Sphinx's search scripts and the whole search index (33 kB compressed), which pydata-sphinx-theme
   loads on every page for its search-as-you-type option, are left to the search page while that
   option is off (it is: the search button opens search.html).
@@ -54,6 +56,7 @@ NOT_PRECACHED = ("_static/onnxruntime-web/", "_static/playground", "_sources/", 
 PREFIXES = {"fa-solid": "fas", "fas": "fas", "fa-regular": "far", "far": "far", "fa-brands": "fab", "fab": "fab"}
 KEEP_ICON_RULES = {"xmark"}  # added by pydata-sphinx-theme's script (a dismiss button)
 THEME_CSS = "_static/styles/pydata-sphinx-theme.css"
+FONTS = "_static/vendor/fontawesome/webfonts"
 SKIP_DIRS = ("_static", "_sources", "_images", "slides", "notebooks", "reports")
 
 
@@ -72,28 +75,21 @@ def page_description(doctree) -> str:
             items[1:] = [i[0].lower() + i[1:] if i[1:2].islower() else i for i in items[1:]]
             text = "; ".join(items) + "."
             break
-    if not text:
+    if not text:  # the first paragraph of prose (not in a table, a list or an aside)
         for paragraph in doctree.findall(nodes.paragraph):
-            if not any(isinstance(a, (nodes.Admonition, nodes.footnote, nodes.citation, nodes.topic))
-                       for a in _ancestors(paragraph)):
+            if isinstance(paragraph.parent, nodes.section) and len(paragraph.astext()) > 60:
                 text = " ".join(paragraph.astext().split())
-                if len(text) > 40:
-                    break
+                break
     if len(text) > DESCRIPTION_CHARS:
         text = text[:DESCRIPTION_CHARS - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
     return text
 
 
-def _ancestors(node):
-    while node.parent is not None:
-        node = node.parent
-        yield node
-
-
 def _page_context(app, pagename, templatename, context, doctree):
-    title = re.sub(r"<[^>]+>", "", context.get("title") or "")
-    description = page_description(doctree) or f"{html.unescape(title)}: a page of {app.config.project}, " \
-                                                 f"a Transformer language model built from scratch in PyTorch."
+    title = html.unescape(re.sub(r"<[^>]+>", "", context.get("title") or "")) or pagename.capitalize()
+    book = context.get("docstitle") or "tinyformer"
+    description = page_description(doctree) or \
+        f"{title}: a page of {book}, a book that builds a Transformer language model from scratch in PyTorch."
     context["metatags"] = context.get("metatags", "") + \
         f'\n    <meta name="description" content="{html.escape(description)}" />'
 
@@ -155,6 +151,36 @@ def subset_icon_rules(css: str, keep: set[str]) -> str:
         return match.group(0) if names & keep else ""
 
     return _ICON_RULE.sub(one, css)
+
+
+_FONT_SOURCE = re.compile(r'url\(\.\./vendor/fontawesome/webfonts/(fa-[a-z]+-\d+)\.woff2\) format\("woff2"\),'
+                          r'url\(\.\./vendor/fontawesome/webfonts/\1\.ttf\) format\("truetype"\)')
+
+
+def subset_icon_fonts(css: str, fonts: Path) -> str:
+    """Each FontAwesome font the stylesheet declares, cut down to the code points it names
+    (``content:"\\f107"`` and the ``--pst-icon-*`` variables), written as ``<font>.subset.woff``
+    (from the TrueType copy: reading WOFF2 would need brotli), and the stylesheet pointed at it."""
+    from fontTools import subset
+
+    codes = sorted({int(c, 16) for c in re.findall(r'\\([ef][0-9a-f]{3})(?![0-9a-f])', css)})
+
+    def one(match: re.Match) -> str:
+        name = match.group(1)
+        source, target = fonts / f"{name}.ttf", fonts / f"{name}.subset.woff"
+        if not source.exists():
+            return match.group(0)
+        options = subset.Options()
+        options.flavor = "woff"
+        options.layout_features = []
+        font = subset.load_font(str(source), options)
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(unicodes=codes)
+        subsetter.subset(font)
+        subset.save_font(font, str(target), options)
+        return f'url(../vendor/fontawesome/webfonts/{name}.subset.woff) format("woff")'
+
+    return _FONT_SOURCE.sub(one, css)
 
 
 # ---------------------------------------------------------------- after the build: scripts
@@ -267,6 +293,9 @@ def precached(outdir: Path) -> list[str]:
     files = []
     for path in sorted(outdir.rglob("*")):
         rel = path.relative_to(outdir).as_posix()
+        if rel.startswith(FONTS) and rel.endswith(".subset.woff"):
+            files.append(rel)  # the icons the stylesheets draw (the full fonts are not)
+            continue
         if rel.startswith("_images/") and path.suffix == ".png" and path.with_suffix(".webp").exists():
             continue  # browsers that read WebP (all that run service workers) never ask for the PNG
         if path.is_file() and rel != SERVICE_WORKER and not any(skip in rel or rel.startswith(skip) for skip in NOT_PRECACHED):
@@ -312,7 +341,7 @@ def _rewrite_pages(app, exception):
     theme_css = outdir / THEME_CSS
     if theme_css.exists():
         css = theme_css.read_text(encoding="utf-8")
-        subset = subset_icon_rules(css, icons)
+        subset = subset_icon_fonts(subset_icon_rules(css, icons), outdir / FONTS)
         if subset != css:
             theme_css.write_text(subset, encoding="utf-8")
     files = precached(outdir)

@@ -24,12 +24,12 @@ from site_build import HTML, build_site, toc_files
 pytestmark = [pytest.mark.book]
 
 FIRST_VISIT_BYTES = 500_000   # gzip bytes before figures (issue 23)
-FIRST_VISIT_REQUESTS = 25     # requests before figures and MathJax's fonts: it was 33 to 39
+FIRST_VISIT_REQUESTS = 26     # before figures and MathJax's fonts (the playground's script and styles)
 PAGES = toc_files()
 MATHJAX = "mathjax/tex-chtml.js"
 # The MathJax fonts a page of this book's math loads (seen in Chromium): counted on pages with math.
-MATHJAX_FONTS = ("MathJax_Zero.woff", "MathJax_Main-Regular.woff", "MathJax_Math-Italic.woff",
-                 "MathJax_Size1-Regular.woff", "MathJax_Main-Bold.woff")
+MATHJAX_FONTS = ("MathJax_Zero.woff", "MathJax_Main-Regular.woff", "MathJax_Math-Italic.woff", "MathJax_Size1-Regular.woff",  # seen in Chromium
+                 "MathJax_Calligraphic-Regular.woff")
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,17 @@ def _local(url: str) -> str | None:
     return None if not url or url.startswith(("http:", "https:", "data:", "//")) else url
 
 
+def _icon_font(folder: Path, stylesheet: str) -> str | None:
+    """The solid icon font a stylesheet declares (admonition titles are drawn with it)."""
+    css = (folder / stylesheet).read_text(encoding="utf-8")
+    face = re.search(r'@font-face\{[^}]*Font Awesome\\? 6 Free;[^}]*font-weight:900;[^}]*?url\(([^)]+)\)', css)
+    return (Path(stylesheet).parent / face.group(1)).as_posix() if face else None
+
+
 def first_visit(folder: Path, page: str) -> dict[str, int]:
     """{file: gzip bytes} of what the page loads before any figure: the HTML, its stylesheets (not
-    print), scripts, preloads and icons, and MathJax's fonts where it loads MathJax."""
+    print), scripts, preloads and icons, the icon font the theme's stylesheet draws admonition
+    titles with, and MathJax's fonts where it loads MathJax."""
     text = (folder / f"{page}.html").read_text(encoding="utf-8")
     wanted = [f"{page}.html"]
     for tag in re.findall(r"<(?:script|link)\b[^>]*>", text):
@@ -60,6 +68,10 @@ def first_visit(folder: Path, page: str) -> dict[str, int]:
         local = _local(src.group(1)) if src else None
         if local and local not in wanted:
             wanted.append(local)
+    for stylesheet in [w for w in wanted if w.endswith("pydata-sphinx-theme.css")]:
+        font = _icon_font(folder, stylesheet)
+        if font:
+            wanted.append(str(Path(font)).replace("_static/styles/../", "_static/"))
     if any(MATHJAX in w for w in wanted):
         wanted += [f"_static/mathjax/output/chtml/fonts/woff-v2/{name}" for name in MATHJAX_FONTS]
     sizes = {}
@@ -80,6 +92,15 @@ def test_first_visit_fits_the_budget(site):
             f"{sorted(sizes.items(), key=lambda kv: -kv[1])[:3]}"
         assert len(sizes) <= FIRST_VISIT_REQUESTS + len(MATHJAX_FONTS), f"{page}: {len(sizes)} requests: {list(sizes)}"
     print({p: f"{b / 1000:.0f} kB, {n} requests" for p, (b, n) in report.items()})
+
+
+def test_icon_fonts_hold_only_the_icons_the_stylesheets_draw(site):
+    css = (site / "_static/styles/pydata-sphinx-theme.css").read_text(encoding="utf-8")
+    fonts = re.findall(r"url\((\.\./vendor/fontawesome/webfonts/[^)]+)\)", css)
+    assert fonts and all(f.endswith(".subset.woff") for f in fonts), fonts
+    for font in fonts:
+        size = (site / "_static/styles" / font).resolve().stat().st_size
+        assert size <= 10_000, f"{font}: {size:,} bytes"
 
 
 def test_no_script_blocks_rendering(site):
