@@ -104,10 +104,19 @@ def summarize(lhr: dict) -> dict:
         "kb": transfer / 1000,
         "kb_before_figures": (transfer - figures) / 1000,
         "requests": len(requests),
+        "lcp_element": _lcp_element(audits),
     })
     if lhr.get("runtimeError"):
         row["error"] = lhr["runtimeError"].get("message", "runtime error")
     return row
+
+
+def _lcp_element(audits: dict) -> str:
+    """The HTML of the largest contentful paint's element, shortened (where Lighthouse names it)."""
+    try:
+        return audits["largest-contentful-paint-element"]["details"]["items"][0]["items"][0]["node"]["snippet"][:100]
+    except (KeyError, IndexError, TypeError):
+        return ""
 
 
 def within_budget(page: str, row: dict) -> list[str]:
@@ -131,6 +140,7 @@ def main() -> None:
     parser.add_argument("--pages", nargs="*", help="pages to measure (default: every page of the TOC)")
     parser.add_argument("--html", type=Path, default=HTML, help="the built site")
     parser.add_argument("--out", default="site", help="name of the results file (results/<name>.json)")
+    parser.add_argument("--keep", type=Path, help="a folder to keep Lighthouse's own reports in (<page>-<run>.json)")
     args = parser.parse_args()
     if not LIGHTHOUSE.exists():
         sys.exit(f"lighthouse not found at {LIGHTHOUSE}: npm install --prefix tests/.node lighthouse@12.2.3")
@@ -142,12 +152,14 @@ def main() -> None:
     loads = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            reports = args.keep or Path(tmp)
+            reports.mkdir(parents=True, exist_ok=True)
             for run in range(args.runs):
                 for page in pages:
                     load = os.getloadavg()[0]
                     loads.append(load)
                     start = time.perf_counter()
-                    row = summarize(lighthouse(base + f"{page}.html", Path(tmp) / f"{page}-{run}.json"))
+                    row = summarize(lighthouse(base + f"{page}.html", reports / f"{page}-{run}.json"))
                     row["load"] = load
                     samples[page].append(row)
                     print(f"run {run + 1}/{args.runs} {page}: performance {row['performance']}, "
