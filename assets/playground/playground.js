@@ -494,10 +494,14 @@ async function generate(sampled) {
 }
 
 // Imported elsewhere (tests/test_playground.py checks the sampling maths), only the exports are used.
+// The runtime and the model (18 MB) wait for the page's own files (its text, styles, math), so
+// that the page shows and reads first, and is not held up behind them on a slow network.
 if (root) {
-  load().catch((error) => {
+  const start = () => load().catch((error) => {
     ui.progress.hidden = true;
     setStatus(`The playground could not start: ${error.message}`, "error");
     console.error(error);
   });
+  if (document.readyState === "complete") start();
+  else window.addEventListener("load", start, { once: true });
 }
