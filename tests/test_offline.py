@@ -21,7 +21,9 @@ from test_browser import VIEWPORTS, browser  # noqa: F401  (fixture)
 pytestmark = [pytest.mark.browser]
 
 CHAPTERS = ("tokens", "attention", "walkthrough")  # each has figures and math
-READY = "navigator.serviceWorker.ready.then(r => r.active && r.active.state)"
+# `ready` resolves once the worker is active, which may still be "activating": wait for "activated".
+READY = """navigator.serviceWorker.ready.then(r => r.active.state === "activated" ? "activated"
+    : new Promise(done => r.active.addEventListener("statechange", e => e.target.state === "activated" && done("activated"))))"""
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
