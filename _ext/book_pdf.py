@@ -87,6 +87,9 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
             # MathJax typesets after loading; its startup promise resolves when the page is done.
             page.evaluate("async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
                           " await MathJax.startup.promise; }")
+            # Figures below the fold load as a reader scrolls (loading="lazy"): a printed page needs them all.
+            page.evaluate("Promise.all([...document.querySelectorAll('img[loading=lazy]')].map(i => "
+                          "{ i.loading = 'eager'; return i.decode().catch(() => null); }))")
             if page.locator("mjx-merror, .MathJax_Error").count():
                 problems.append(f"{name}: MathJax could not typeset some math")
             broken = page.evaluate("[...document.querySelectorAll('article img')].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)")

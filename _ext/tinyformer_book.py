@@ -58,6 +58,7 @@ from sphinx.util import logging
 import book_citation
 import book_colab
 import book_slides
+import book_speed
 import reader_notebook
 from book_toc import chapter_names
 
@@ -584,4 +585,5 @@ def setup(app):
     # before _unique_scripts, which deduplicates the page's list of scripts
     app.connect("html-page-context", _playground_assets, priority=400)
     app.connect("build-finished", _export_playground)
+    book_speed.setup(app)  # phones and offline reading: page rewrites and the service worker
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -122,6 +122,9 @@ def test_page_as_a_reader_sees_it(server, browser, name, viewport):
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{name} scrolls sideways by {overflow}px at {viewport} width"
 
+        # Figures below the fold load as the reader scrolls (loading="lazy"): load them all to check them.
+        page.evaluate("Promise.all([...document.querySelectorAll('article img')].map(i => "
+                      "{ i.loading = 'eager'; return i.decode().catch(() => null); }))")
         images = page.evaluate(
             """() => [...document.querySelectorAll('article img')].map(i =>
                    ({src: i.getAttribute('src'), w: i.naturalWidth, alt: (i.getAttribute('alt') || '').trim(),

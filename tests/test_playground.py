@@ -24,6 +24,7 @@ from site_build import HTML, ROOT, build_site, toc_files
 
 ORT_DIR = ROOT / "assets" / "vendor" / "onnxruntime-web"
 PLAYGROUND_JS = ROOT / "assets" / "playground" / "playground.js"
+PLAYGROUND_WORKER = ROOT / "assets" / "playground" / "playground-worker.js"  # fetches and runs the model
 BUILT = HTML / "_static" / "playground"
 BUDGET_BYTES = 20_000_000  # the model file plus the runtime the page fetches
 TOL = 1e-4
@@ -56,12 +57,15 @@ def test_vendored_runtime_matches_its_manifest():
 
 
 def test_page_script_uses_only_this_site():
-    """No CDN: every URL the script builds is relative to its own location in _static/."""
-    source = PLAYGROUND_JS.read_text(encoding="utf-8")
-    assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", source), "the playground must not fetch from other sites"
-    for name in ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm"):
-        assert name in source and name in _manifest()["files"]
-    assert "numThreads = 1" in source
+    """No CDN: every URL the scripts build is relative to their own location in _static/."""
+    page, worker = (path.read_text(encoding="utf-8") for path in (PLAYGROUND_JS, PLAYGROUND_WORKER))
+    for source in (page, worker):
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", source), "the playground must not fetch from other sites"
+    assert 'import(new URL("ort.wasm.min.mjs", ORT_DIR)' in worker and "ort.wasm.min.mjs" in _manifest()["files"]
+    assert 'const WASM = "ort-wasm-simd-threaded.wasm"' in page and "ort-wasm-simd-threaded.wasm" in _manifest()["files"]
+    assert "ort.env.wasm.numThreads = 1;" in worker
+    assert "import(" not in page.split("// ---------------------------------------------------------------- page state")[1], \
+        "the page itself never loads the runtime: the worker does"
 
 
 # ---------------------------------------------------------------- the build's export
@@ -235,6 +239,45 @@ def test_a_character_the_model_never_saw_is_named_not_dropped(playground):
         assert page.locator("#pg-bars li").count() == 0
     page.fill("#pg-prompt", PROMPTS[0])
     _bars(page, PROMPTS[0], 1.0, None, None)  # and it recovers
+
+
+@pytest.mark.browser
+def test_a_pasted_page_of_unknown_characters_gets_a_short_note(playground):
+    """20,000 characters the model never saw: the note names the first few and counts them all."""
+    page = playground.page
+    text = "".join(chr(0x4E00 + i) for i in range(20_000))  # CJK ideographs: none is in the vocabulary
+    page.fill("#pg-prompt", text)
+    page.wait_for_function("n => (document.getElementById('pg-bars').dataset.prompt || '').length === n", arg=len(text))
+    note = page.inner_text("#pg-prompt-note")
+    assert len(note) <= 200, f"a {len(note):,}-character note"
+    assert "20,000 characters this model never saw" in note and '"\u4e00", "\u4e01"' in note and "19,995 more" in note
+    page.fill("#pg-prompt", "Moïse, Moïse")  # one character twice: counted once, and the total said
+    page.wait_for_function("t => document.getElementById('pg-bars').dataset.prompt === t", arg="Moïse, Moïse")
+    assert '1 character this model never saw, 2 in all: "ï"' in page.inner_text("#pg-prompt-note")
+    page.fill("#pg-prompt", PROMPTS[0])
+    _bars(page, PROMPTS[0], 1.0, None, None)
+
+
+@pytest.mark.browser
+def test_generate_with_a_prompt_the_model_cannot_read_says_why(playground):
+    page = playground.page
+    text = "And the LORD spake unto Moïse"
+    page.fill("#pg-prompt", text)
+    page.wait_for_function("t => document.getElementById('pg-bars').dataset.prompt === t", arg=text)
+    for button in ("#pg-greedy", "#pg-sample"):
+        page.evaluate("document.getElementById('pg-output').textContent = ''")
+        page.click(button)
+        page.wait_for_function("document.getElementById('pg-output').textContent !== ''", timeout=5_000)
+        said = page.inner_text("#pg-output")
+        assert "Nothing to generate from" in said and 'never saw: "ï"' in said, said
+    page.fill("#pg-prompt", PROMPTS[0])
+    _bars(page, PROMPTS[0], 1.0, None, None)
+
+
+@pytest.mark.browser
+def test_the_model_runs_in_a_worker_not_on_the_page(playground):
+    workers = [w.url for w in playground.page.workers]
+    assert [u for u in workers if u.endswith("_static/playground-worker.js")], workers
 
 
 KNOBS = [(0.5, None, None), (1.35, 5, None), (0.8, None, 0.6), (1.0, 12, 0.9), (2.0, 3, 0.95), (0.0, None, None)]

@@ -1,15 +1,20 @@
 // The playground (book/playground.md): the book's trained model, exported to ONNX at build time
-// (tinyformer/book/export.py), run in the reader's browser by onnxruntime-web on one thread.
+// (tinyformer/book/export.py), run in the reader's browser by onnxruntime-web on one thread, in a
+// Web Worker (playground-worker.js): downloading, compiling and running the model never block
+// the page, which reads, scrolls and shows progress while the model arrives.
 //
-// Loaded as a module by the playground page only (_ext/tinyformer_book.py); the runtime and the
-// model are fetched from this site when the page opens, never by any other page.
+// Loaded as a module by the playground page only (_ext/tinyformer_book.py); the runtime
+// (ort.wasm.min.mjs, ort-wasm-simd-threaded.wasm, numThreads = 1) and the model are fetched from
+// this site by the worker when the page opens, never by any other page.
 // Computed values go into data-* attributes (data-prob on each bar, data-weights on the heatmap,
 // ...) so tests/test_playground.py reads exact numbers, not rounded text.
 
 const STATIC = new URL("./", import.meta.url);              // _static/
 const ORT_DIR = new URL("onnxruntime-web/", STATIC);         // assets/vendor/onnxruntime-web
 const MODEL_DIR = new URL("playground/", STATIC);            // written by the export at build time
+const WASM = "ort-wasm-simd-threaded.wasm";                  // the runtime's one wasm file
 const TOP_N = 10;                                            // bars in the chart
+const UNKNOWN_SHOWN = 5;                                     // unknown characters named in a note
 
 // ---------------------------------------------------------------- sampling maths
 // A port of tinyformer.sampling.next_token_distribution, step for step, in float32 like
@@ -111,9 +116,10 @@ const ui = {
   output: $("pg-output"), layer: $("pg-layer"), head: $("pg-head"), query: $("pg-query"),
   readout: $("pg-attention-readout"), heatmap: $("pg-heatmap"),
 };
-let ort, session, meta, chars, stoi;
+let worker, meta, chars, stoi;
 let current = null;        // the last prediction: {text, ids, logits (last position), attention [L][H*T*T], T}
 let generating = false;
+let problem = null;         // why the prompt cannot be read, while it cannot
 let stopRequested = false;
 
 const show = (c) => ({ " ": "␣", "\n": "⏎" }[c] ?? c);      // visible labels, as in the chapters
@@ -124,23 +130,6 @@ function setStatus(text, state) {
 }
 
 // ---------------------------------------------------------------- loading
-
-async function fetchWithProgress(url, onBytes) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url.pathname}: HTTP ${response.status}`);
-  const reader = response.body.getReader();
-  const parts = [];
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    onBytes(value.length);
-  }
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) { bytes.set(p, offset); offset += p.length; }
-  return bytes;
-}
 
 function webAssemblyWorks() {
   try {  // the smallest valid module: magic number and version
@@ -162,8 +151,7 @@ async function load() {
   meta = info;
   chars = vocab.chars;
   stoi = new Map(chars.map((c, i) => [c, i]));
-  const wasmName = "ort-wasm-simd-threaded.wasm";
-  const total = runtime.files[wasmName].bytes + meta.model_bytes;
+  const total = runtime.files[WASM].bytes + meta.model_bytes;
   let loaded = 0;
   ui.progress.max = total;
   ui.progress.value = 0;
@@ -172,27 +160,30 @@ async function load() {
   const tick = (n) => {
     loaded += n;
     ui.progress.value = loaded;
-    setStatus(`Downloading the runtime (onnxruntime-web ${runtime.version}, ${mb(runtime.files[wasmName].bytes)} MB) `
+    setStatus(`Downloading the runtime (onnxruntime-web ${runtime.version}, ${mb(runtime.files[WASM].bytes)} MB) `
       + `and the model (${mb(meta.model_bytes)} MB): ${mb(loaded)} of ${mb(total)} MB…`);
   };
   tick(0);
-  // Both downloads are ours (with progress); the runtime then compiles the wasm bytes we hand it.
-  const [module, wasm, model] = await Promise.all([
-    import(new URL("ort.wasm.min.mjs", ORT_DIR).href),
-    fetchWithProgress(new URL(wasmName, ORT_DIR), tick),
-    fetchWithProgress(new URL(meta.model, MODEL_DIR), tick),
-  ]);
-  ort = module;
-  ort.env.wasm.numThreads = 1;        // static hosts are not cross-origin isolated: no threads
-  ort.env.wasm.proxy = false;
-  ort.env.wasm.wasmPaths = ORT_DIR.href;
-  ort.env.wasm.wasmBinary = wasm.buffer;
-  ui.progress.hidden = true;
-  root.dataset.downloadedMs = performance.now().toFixed(0);
-  setStatus("Starting the model…");
-  // The export already simplified the graph (onnxruntime, basic level); doing it again here
-  // would only add to the start-up time.
-  session = await ort.InferenceSession.create(model, { executionProviders: ["wasm"], graphOptimizationLevel: "disabled" });
+  worker = new Worker(new URL("playground-worker.js", STATIC), { type: "module" });
+  await new Promise((resolve, reject) => {
+    worker.onerror = (event) => reject(new Error(event.message || "the model's worker failed to start"));
+    worker.onmessage = ({ data }) => {
+      if (data.type === "progress") tick(data.bytes);
+      else if (data.type === "downloaded") {
+        ui.progress.hidden = true;
+        root.dataset.downloadedMs = performance.now().toFixed(0);
+        setStatus("Starting the model…");
+      } else if (data.type === "ready") resolve();
+      else if (data.type === "error") reject(new Error(data.message));
+    };
+    worker.postMessage({ type: "load", wasm: WASM, model: meta.model, input: meta.input, outputs: meta.outputs });
+  });
+  worker.onmessage = ({ data }) => {
+    const waiting = pending.get(data.id);
+    pending.delete(data.id);
+    if (waiting && data.type === "result") waiting.resolve(data);
+    else if (waiting) waiting.reject(new Error(data.message));
+  };
   root.dataset.sessionMs = performance.now().toFixed(0);
   setUp();
 }
@@ -220,26 +211,31 @@ function setUp() {
 
 // ---------------------------------------------------------------- running the model
 
-// One inference at a time per session: every run goes through this chain.
-let chain = Promise.resolve();
-function forward(ids) {
-  const run = chain.then(async () => {
-    const input = new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [1, ids.length]);
-    const start = performance.now();
-    const out = await session.run({ [meta.input]: input });
-    root.dataset.forwardMs = (performance.now() - start).toFixed(2);
-    return out;
-  });
-  chain = run.catch(() => {});
-  return run;
+// Each run is a message to the worker, which runs them one at a time, in order; the answer
+// carries the outputs in meta.outputs' order (logits first, then each layer's attention).
+const pending = new Map();
+let runs = 0;
+async function forward(ids) {
+  const id = ++runs;
+  const answer = new Promise((resolve, reject) => pending.set(id, { resolve, reject }));
+  worker.postMessage({ type: "run", id, ids });
+  const { ms, outputs } = await answer;
+  root.dataset.forwardMs = ms.toFixed(2);
+  return { logits: outputs[0], attention: outputs.slice(1) };
 }
 
 function encode(text) {
-  const unknown = [...new Set([...text].filter((c) => !stoi.has(c)))];
-  if (unknown.length) {
-    throw new Error(`characters this model never saw: ${unknown.map((c) => JSON.stringify(c)).join(", ")}`);
+  const characters = [...text];
+  const unseen = characters.filter((c) => !stoi.has(c));
+  if (unseen.length) {             // named, but only the first few: a pasted page must not make a page-long note
+    const distinct = [...new Set(unseen)];
+    const named = distinct.slice(0, UNKNOWN_SHOWN).map((c) => JSON.stringify(c)).join(", ");
+    const more = distinct.length > UNKNOWN_SHOWN ? ` and ${(distinct.length - UNKNOWN_SHOWN).toLocaleString("en")} more` : "";
+    const count = distinct.length === unseen.length ? "" : `, ${unseen.length.toLocaleString("en")} in all`;
+    throw new Error(`${distinct.length.toLocaleString("en")} character${distinct.length === 1 ? "" : "s"} this model `
+      + `never saw${count}: ${named}${more}`);
   }
-  return [...text].map((c) => stoi.get(c));
+  return characters.map((c) => stoi.get(c));
 }
 
 // Typing fires many events; only the latest prompt is run, one run at a time.
@@ -262,6 +258,7 @@ async function pump() {
         if (!root.dataset.firstPredictionMs) root.dataset.firstPredictionMs = performance.now().toFixed(0);
       } catch (error) {           // a prompt the model cannot read, or a failed run: say so, keep going
         current = null;
+        problem = error.message;
         ui.promptNote.textContent = `The model cannot read this prompt: ${error.message}.`;
         ui.promptNote.classList.add("pg-error");
         ui.bars.replaceChildren();
@@ -284,9 +281,10 @@ async function showPrediction(text) {
   const V = meta.vocab_size;
   current = {
     text, T, ids: cropped,
-    logits: out.logits.data.slice((T - 1) * V, T * V),       // the prediction after the last character
-    attention: meta.outputs.slice(1).map((name) => out[name].data),
+    logits: out.logits.slice((T - 1) * V, T * V),            // the prediction after the last character
+    attention: out.attention,
   };
+  problem = null;
   ui.promptNote.classList.remove("pg-error");
   ui.promptNote.textContent = ids.length > T
     ? `The model reads the last ${T} of these ${ids.length} characters (its context).`
@@ -449,7 +447,12 @@ function hover(event, canvas) {
 // ---------------------------------------------------------------- generation
 
 async function generate(sampled) {
-  if (generating || !current) return;
+  if (generating) return;
+  if (!current) {                  // the prompt cannot be read (or is still running): say why, not nothing
+    ui.output.textContent = `Nothing to generate from: ${problem ?? "the prompt is still being read; try again"}.`;
+    ui.output.dataset.state = "refused";
+    return;
+  }
   const length = Math.trunc(Number(ui.length.value));
   const seed = Math.trunc(Number(ui.seed.value));
   if (!(length >= 1 && length <= 200)) { ui.output.textContent = "Characters: choose 1 to 200."; return; }
@@ -470,7 +473,7 @@ async function generate(sampled) {
       const window = ids.slice(-meta.context_length);        // crop to the context, as generate() does
       const out = await forward(window);
       const V = meta.vocab_size;
-      const logits = out.logits.data.slice((window.length - 1) * V, window.length * V);
+      const logits = out.logits.slice((window.length - 1) * V, window.length * V);
       const next = temperature === 0 ? argmax(logits)
         : drawToken(nextTokenDistribution(logits, temperature, topK, topP), random());
       ids.push(next);
@@ -491,10 +494,14 @@ async function generate(sampled) {
 }
 
 // Imported elsewhere (tests/test_playground.py checks the sampling maths), only the exports are used.
+// The runtime and the model (18 MB) wait for the page's own files (its text, styles, math), so
+// that the page shows and reads first, and is not held up behind them on a slow network.
 if (root) {
-  load().catch((error) => {
+  const start = () => load().catch((error) => {
     ui.progress.hidden = true;
     setStatus(`The playground could not start: ${error.message}`, "error");
     console.error(error);
   });
+  if (document.readyState === "complete") start();
+  else window.addEventListener("load", start, { once: true });
 }
