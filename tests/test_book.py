@@ -273,7 +273,8 @@ def test_cell_errors_and_false_claims_fail_the_build(tmp_path, cell, expected):
 
     book = tmp_path / "book"
     book.mkdir()
-    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    for name in ("_config.yml", "CITATION.cff", "VERSION"):  # the book's config and its edition
+        shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "_ext", tmp_path / "_ext")
     shutil.copytree(ROOT / "assets", tmp_path / "assets")
     shutil.copytree(ROOT / "tinyformer", tmp_path / "tinyformer")
