@@ -90,7 +90,7 @@ def qk_plane_figure(query, keys, key_labels: Sequence[str], query_label: str = "
 
 def temperature_figure(weights_by_label: Mapping[str, Sequence[float]], key_labels: Sequence[str],
                        ylabel: str = "attention weight"):
-    """Grouped bars: the same scores' softmax weights under each label (e.g. "÷ √8")."""
+    """Grouped bars: the same scores' softmax weights under each label (e.g. "τ = √8")."""
     labels = list(weights_by_label)
     n = len(key_labels)
     if any(len(_np(w)) != n for w in weights_by_label.values()):
