@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import reader_notebook
-
 
 PUBLISH_BRANCH = "gh-pages"  # where the site is published; `python3 tasks.py publish` reads it (publish_branch)
 NOTEBOOK_DIR = "notebooks"  # under _build/html, so under the published branch's root
@@ -44,6 +42,8 @@ def chapter_notebook(source: Path, repository_url: str, glue: dict | None = None
     install cell installs the library at ``ref`` (an edition's tag, vX.Y.Z: the library that
     edition was built with)."""
     github_repo(repository_url)  # a clear error for a non-GitHub URL
+    import reader_notebook  # here, not at the top: tasks.py reads PUBLISH_BRANCH with plain Python
+
     site = reader_notebook.Site.from_repository()
     site.repository_url = repository_url.rstrip("/")
     site.ref = ref
@@ -64,6 +64,8 @@ def write_notebooks(book_dir: Path, html_dir: Path, chapters: list[str], reposit
 
     out = Path(html_dir) / NOTEBOOK_DIR
     out.mkdir(parents=True, exist_ok=True)
+    import reader_notebook
+
     site = reader_notebook.Site.from_repository()  # the titles, bibliography and addresses it links
     generator = b"".join((Path(__file__).parent / name).read_bytes()
                          for name in ("book_colab.py", "reader_notebook.py", "book_citation.py", "book_toc.py"))

@@ -169,7 +169,7 @@ def test_theme_and_contrast_in_light_and_dark(server, browser, name, scheme):
         colors = page.evaluate(
             """() => {
                 const p = document.querySelector('article p');
-                const link = document.querySelector('article p a, article a.reference');
+                const link = document.querySelector('article p a:not(.headerlink), article a.reference');
                 return {text: getComputedStyle(p).color, link: getComputedStyle(link).color,
                         bg: getComputedStyle(document.body).backgroundColor};
             }"""

@@ -101,7 +101,9 @@ def test_colab_url_points_at_the_published_notebook():
                    "notebooks/attention.ipynb")
     edition = book_colab.colab_url(REPOSITORY, "attention", edition="1.2.3")
     assert edition.endswith("/blob/gh-pages/1.2.3/notebooks/attention.ipynb")
-    assert book_colab.install_source(REPOSITORY, "v1.2.3").count(f"git+{REPOSITORY}@v1.2.3") == 1
+    import reader_notebook
+
+    assert reader_notebook.install_source(REPOSITORY, "v1.2.3").count(f"git+{REPOSITORY}@v1.2.3") == 1
     sys.path.insert(0, str(ROOT))
     import tasks  # publish pushes, by default, to the branch these links name (read, not copied)
 
