@@ -76,3 +76,54 @@ def interrupt_when_ready(argv, ready, timeout: float, **popen_kwargs):
             proc.kill()
             proc.wait()
     return proc.returncode, out, err
+
+
+def interrupt_while_importing_torch(module_args, **popen_kwargs):
+    """Run ``python -X importtime -m MODULE_ARGS``, send one SIGINT in the middle of torch's import
+    (-X importtime reports each import as it completes) and return (returncode, stderr lines other
+    than the import-time report, all of stderr)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", *module_args],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, **popen_kwargs)
+    try:
+        seen = b""
+        while b"torch." not in seen:
+            chunk = proc.stderr.read1(65536)
+            assert chunk, seen[-2000:]
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = (seen + rest).decode(errors="replace")
+    return proc.returncode, [line for line in err.splitlines() if not line.startswith("import time:")], err
+
+
+class Built(Exception):
+    """Raised by a test's stand-in for tasks.build: the command got past every check and asked to build."""
+
+
+def run_tasks(capsys, *argv):
+    """Run `tasks.py ARGV` in-process: (exit status, or "built" when it reached the build; stdout; stderr)."""
+    import sys
+
+    import tasks
+
+    saved = sys.argv
+    sys.argv = ["tasks.py", *argv]
+    try:
+        tasks.main()
+        status = 0
+    except Built:
+        status = "built"
+    except SystemExit as exc:
+        status = exc.code
+    finally:
+        sys.argv = saved
+    out = capsys.readouterr()
+    return status, out.out, out.err

@@ -734,25 +734,9 @@ def test_a_probe_that_fails_itself_is_skipped_not_fatal():
 def test_ctrl_c_while_torch_is_imported_is_one_line_and_exit_130(tmp_path):
     """`python -m tinyformer.exercises` imports tinyformer (and PyTorch, seconds) before its own
     code runs: a Ctrl-C then used to end in a KeyboardInterrupt traceback from inside torch."""
-    import signal
+    from conftest import interrupt_while_importing_torch
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONUNBUFFERED": "1"}
-    # -X importtime reports each import as it completes: the signal is aimed at the middle of torch's.
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "tinyformer.exercises", "check", str(tmp_path)],
-                            env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        seen = b""
-        while b"torch." not in seen:
-            chunk = proc.stderr.read1(65536)
-            assert chunk, seen[-2000:]
-            seen += chunk
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = (seen + rest).decode(errors="replace")
-    lines = [line for line in err.splitlines() if not line.startswith("import time:")]
-    assert proc.returncode == 130, err[-3000:]
+    returncode, lines, err = interrupt_while_importing_torch(["tinyformer.exercises", "check", str(tmp_path)], env=env)
+    assert returncode == 130, err[-3000:]
     assert lines == ["interrupted while starting (importing PyTorch); nothing was written"], lines

@@ -571,20 +571,12 @@ def test_an_interruption_at_every_phase_is_one_line_and_resumes_byte_for_byte(se
 
 
 def test_ctrl_c_while_torch_is_imported_is_one_line_and_exit_130(tmp_path):
+    from conftest import interrupt_while_importing_torch
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    # -X importtime reports each import as it completes: the signal is aimed at the middle of torch's.
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "tinyformer.train", "--out", str(tmp_path / "r"),
-                             "--check-config"], cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
-    seen = b""
-    while b"torch." not in seen:
-        chunk = proc.stderr.read1(65536)
-        assert chunk, seen[-2000:]
-        seen += chunk
-    proc.send_signal(signal.SIGINT)
-    _, rest = proc.communicate(timeout=120)
-    err = (seen + rest).decode(errors="replace")
-    lines = [line for line in err.splitlines() if not line.startswith("import time:")]
-    assert proc.returncode == 130, err[-3000:]
+    returncode, lines, err = interrupt_while_importing_torch(
+        ["tinyformer.train", "--out", str(tmp_path / "r"), "--check-config"], cwd=ROOT, env=env)
+    assert returncode == 130, err[-3000:]
     assert lines == ["interrupted while starting (importing PyTorch); nothing was written"], lines
 
 

@@ -16,6 +16,7 @@ from book_colab import PUBLISH_BRANCH  # in _ext/, which site_build puts on sys.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import tasks  # noqa: E402
+from conftest import Built, run_tasks  # noqa: E402  (a stand-in build raises Built)
 
 
 def git(*args, cwd, env=None):
@@ -58,10 +59,6 @@ IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_CO
             "GIT_COMMITTER_EMAIL": "t@example.org"}
 
 
-class Built(Exception):
-    """Raised by the stand-in for the build: publish got past every check."""
-
-
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A repository holding the project's source on its checked-out branch `main` (tasks.py,
@@ -88,19 +85,8 @@ def project(tmp_path, monkeypatch):
 
 def publish(capsys, *args):
     """Run `tasks.py publish ARGS` in-process: (exit status or "built", stdout + stderr)."""
-    sys_argv = sys.argv
-    sys.argv = ["tasks.py", "publish", *args]
-    try:
-        tasks.main()
-        status = 0
-    except Built:
-        status = "built"
-    except SystemExit as exc:
-        status = exc.code
-    finally:
-        sys.argv = sys_argv
-    out = capsys.readouterr()
-    return status, out.out + out.err
+    status, out, err = run_tasks(capsys, "publish", *args)
+    return status, out + err
 
 
 def test_publish_refuses_the_checked_out_branch_and_source_branches_even_when_forced(project, tmp_path, capsys):

@@ -34,6 +34,7 @@ from book_colab import PUBLISH_BRANCH  # in _ext/, which site_build puts on sys.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import tasks  # noqa: E402
+from conftest import Built, run_tasks  # noqa: E402  (a stand-in build raises Built)
 
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
             "GIT_COMMITTER_EMAIL": "t@example.org"}
@@ -52,25 +53,9 @@ def git_env(monkeypatch):
         monkeypatch.setenv(key, value)
 
 
-class Built(Exception):
-    """Raised by the stand-in for the build: release got past every check and asked to build."""
-
-
 def release(capsys, *args):
     """Run `tasks.py release ARGS` in-process: (exit status or "built", stdout, stderr)."""
-    sys_argv = sys.argv
-    sys.argv = ["tasks.py", "release", *args]
-    try:
-        tasks.main()
-        status = 0
-    except Built:
-        status = "built"
-    except SystemExit as exc:
-        status = exc.code
-    finally:
-        sys.argv = sys_argv
-    out = capsys.readouterr()
-    return status, out.out, out.err
+    return run_tasks(capsys, "release", *args)
 
 
 def _point_tasks_at(repo: Path, monkeypatch) -> None:
