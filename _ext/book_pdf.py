@@ -1,10 +1,10 @@
 """The whole book as one printable PDF: ``python3 tasks.py pdf`` -> ``_build/pdf/tinyformer.pdf``.
 
 Each page of the built site, in TOC order, is printed by Chromium's own print engine (Debian's
-``/usr/bin/chromium`` driven by Playwright; no browser download) after MathJax has typeset it,
+``/usr/bin/chromium`` driven by Playwright; no browser download) once its math fonts have loaded,
 with the site's print stylesheet (assets/css/print.css: no navigation, code wrapped rather than
 cut). The pages are joined with pypdf, with one bookmark per page. Offline: the site is served
-from a local folder and MathJax is vendored.
+from a local folder and KaTeX's fonts are vendored.
 
     .venv/bin/python _ext/book_pdf.py [_build/html] [_build/pdf/tinyformer.pdf]
 """
@@ -54,7 +54,7 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
     """Print ``pages`` (default: the TOC) of the built site into one PDF at ``out``, with
     ``browser`` (a Playwright Chromium; default: launch /usr/bin/chromium).
     Returns {"pages": n, "bytes": size, "seconds": t, "titles": [...]}; raises if a page is
-    missing, a figure did not load, MathJax did not finish, or code would be cut."""
+    missing, a figure did not load, KaTeX left an error, or code would be cut."""
     if browser is None:
         from playwright.sync_api import sync_playwright
 
@@ -84,14 +84,16 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
         for name in pages:
             page.goto(f"{base}{name}.html", wait_until="load")
             page.wait_for_load_state("networkidle")
-            # MathJax typesets after loading; its startup promise resolves when the page is done.
-            page.evaluate("async () => { if (window.MathJax && MathJax.startup && MathJax.startup.promise)"
-                          " await MathJax.startup.promise; }")
+            # Every section rendered now (off-screen ones wait for the reader otherwise: content-visibility),
+            # so the fonts its math asks for are loaded before printing (math is typeset at build time).
+            page.evaluate("async () => { document.querySelectorAll('.bd-article section').forEach("
+                          "s => { s.style.contentVisibility = 'visible'; }); document.body.offsetHeight;"
+                          " await document.fonts.ready; }")
             # Figures below the fold load as a reader scrolls (loading="lazy"): a printed page needs them all.
             page.evaluate("Promise.all([...document.querySelectorAll('img[loading=lazy]')].map(i => "
                           "{ i.loading = 'eager'; return i.decode().catch(() => null); }))")
-            if page.locator("mjx-merror, .MathJax_Error").count():
-                problems.append(f"{name}: MathJax could not typeset some math")
+            if page.locator(".katex-error").count():
+                problems.append(f"{name}: KaTeX could not typeset some math")
             broken = page.evaluate("[...document.querySelectorAll('article img')].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)")
             if broken:
                 problems.append(f"{name}: figures did not load: {broken[:3]}")

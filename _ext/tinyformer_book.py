@@ -1,7 +1,7 @@
 """Sphinx glue for the tinyformer book (declared in _config.yml as a local extension).
 
 1. The theme: adds assets/css/style.css (the site's own look) to every page,
-   and serves assets/vendor/ (MathJax) locally.
+   and serves assets/vendor/ (KaTeX's stylesheet and fonts, the decks' MathJax) locally.
 2. No stale pages: jupyter-cache keys a notebook on its code cells only, so a
    change inside the tinyformer package would otherwise reuse old outputs.
    The execution cache lives in a folder named after a hash of the package and of
@@ -57,6 +57,7 @@ from sphinx.util import logging
 
 import book_citation
 import book_colab
+import book_math
 import book_slides
 import book_speed
 import reader_notebook
@@ -67,7 +68,7 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 CSS_DIR = ROOT / "assets" / "css"
 TEMPLATES_DIR = ROOT / "assets" / "templates"  # overrides of theme components (accessibility)
-VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (MathJax, onnxruntime-web, reveal.js)
+VENDOR_DIR = ROOT / "assets" / "vendor"  # third-party assets served locally (KaTeX, MathJax, onnxruntime-web, reveal.js)
 PLAYGROUND_DIR = ROOT / "assets" / "playground"  # the playground page's own script and styles
 PLAYGROUND_PAGE = "playground"
 PLAYGROUND_OUT = "_static/playground"  # the exported model, beside the site's static files
@@ -585,5 +586,6 @@ def setup(app):
     # before _unique_scripts, which deduplicates the page's list of scripts
     app.connect("html-page-context", _playground_assets, priority=400)
     app.connect("build-finished", _export_playground)
+    book_math.setup(app)  # math typeset at build time (KaTeX): no math script in the pages
     book_speed.setup(app)  # phones and offline reading: page rewrites and the service worker
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
