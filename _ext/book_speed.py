@@ -1,8 +1,8 @@
 """Fast on a phone and readable offline (issue 23): what the build does to each HTML page.
 
 While a page is written (html-page-context): a meta description, from the chapter's "Learning
-objectives" (else its first paragraph). (MathJax is already loaded, deferred, only by pages with
-math: Sphinx's own rule, which tests/test_site_budgets.py holds.)
+objectives" (else its first paragraph). (The math is typeset while the page is written, by
+book_math.py: no page loads a math script.)
 
 After the build (build-finished), each page Sphinx wrote is rewritten in place (idempotent, so an
 incremental build that leaves a page alone leaves it correct):
@@ -23,8 +23,15 @@ incremental build that leaves a page alone leaves it correct):
   but the logos and the page's first figure load lazily. Each figure (a PNG from matplotlib) is
   also written as lossless WebP, a third of the bytes, which browsers pick through <picture>;
   the PNG stays for those that cannot.
+- The theme's script measures every code block at load to make the ones that scroll sideways tab
+  stops; with the sections below the screen left unrendered (content-visibility, in
+  assets/css/style.css), it measures each section's blocks as the section comes near instead
+  (TAB_STOPS_SCRIPT), so opening a long chapter does not render all of it at once.
+- The page's stylesheets (about ten) are joined into one, and the small deferred scripts of its
+  <head> (seven) into one, each a _static/bundle-<content hash> file: fewer round trips before
+  the first paint on a phone's network (bundle_stylesheets, bundle_scripts).
 - The page registers the service worker (sw.js, written here): it precaches the pages, figures,
-  styles, scripts and MathJax of this build, under a cache name made from a hash of their
+  styles, scripts and math fonts of this build, under a cache name made from a hash of their
   content, so a new publish installs a new cache and deletes the old one. Scope: the folder of
   the book (./ of its root page), so each published edition keeps its own cache.
 """
@@ -35,6 +42,7 @@ import functools
 import hashlib
 import html
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -47,15 +55,54 @@ logger = logging.getLogger(__name__)
 DESCRIPTION_CHARS = 160
 SERVICE_WORKER = "sw.js"
 # Never precached: the playground's scripts, runtime and model (14 + 4 MB, fetched by that page
-# only, which needs the network to start),
-# source maps, the downloadable sources and notebooks, and the slide decks.
+# only, which needs the network to start), source maps, the downloadable sources and notebooks,
+# the slide decks and their MathJax, and the files a page's bundles join (see _rewrite_pages).
 NOT_PRECACHED = ("_static/onnxruntime-web/", "_static/playground", "_sources/", "notebooks/", "slides/",
+                 "_static/mathjax/",  # the decks' (the pages' math is typeset at build time)
                  "_static/locales/", "_static/vendor/fontawesome/", "_static/scripts/fontawesome.js", ".map",
                  ".LICENSE.txt", "reports/", "claims.json", "objects.inv", ".ttf", ".doctrees", ".buildinfo",
                  "_static/reveal.js/", "_static/slides.css", "webpack-macros.html", "README.md", "LICENSE")
 PREFIXES = {"fa-solid": "fas", "fas": "fas", "fa-regular": "far", "far": "far", "fa-brands": "fab", "fab": "fab"}
 KEEP_ICON_RULES = {"xmark"}  # added by pydata-sphinx-theme's script (a dismiss button)
 THEME_CSS = "_static/styles/pydata-sphinx-theme.css"
+THEME_JS = "_static/scripts/pydata-sphinx-theme.js"
+# pydata-sphinx-theme makes every code block and output that scrolls sideways a tab stop (so a
+# keyboard can scroll it) by measuring each one when the page has loaded (here display math too). With the off-screen
+# sections left unrendered (content-visibility in assets/css/style.css), measuring those would
+# render the whole page at once, in tasks of 0.1 to 0.4 s on a phone. So the blocks of a section
+# are measured when the section comes within a screen of the viewport (an IntersectionObserver,
+# which reads no layout itself), and until then they are tab stops, as a block that scrolls must
+# be; blocks outside the sections are measured at once, as the theme does.
+# <html data-tab-stops="ready"> once every block has its tab stop.
+TAB_STOPS_LOOP = ".forEach(e=>{e.tabIndex=e.scrollWidth>e.clientWidth||e.scrollHeight>e.clientHeight?0:-1})"
+TAB_STOPS_QUERY = 'document.querySelectorAll(["pre",'
+TAB_STOPS_SCRIPT = """/* tinyformer (_ext/book_speed.py): the theme's tab stops, without rendering off-screen sections */
+window.tinyformerTabStops = function (elements) {
+  const self = window.tinyformerTabStops;
+  if (self.observer) self.observer.disconnect();  // called again on resize and on changes to the page
+  // Every read before any write: a tab index written between two reads makes the next read
+  // recompute the page's style.
+  const measure = (blocks) => blocks.map((e) => [e, e.scrollWidth > e.clientWidth || e.scrollHeight > e.clientHeight])
+    .forEach(([e, scrolls]) => { e.tabIndex = scrolls ? 0 : -1; });
+  const sections = new Map(), outside = [];
+  // display math scrolls sideways on a narrow screen too (.katex-display in assets/css/style.css)
+  for (const e of [...elements, ...document.querySelectorAll(".bd-article .katex-display")]) {
+    const section = e.closest(".bd-article > section > section");
+    if (!section) { outside.push(e); continue; }
+    if (!sections.has(section)) sections.set(section, []);
+    sections.get(section).push(e);
+  }
+  measure(outside);
+  for (const blocks of sections.values()) blocks.forEach((e) => { e.tabIndex = 0; });
+  self.observer = new IntersectionObserver((entries) => {
+    const near = entries.filter((entry) => entry.isIntersecting).map((entry) => entry.target);
+    near.forEach((section) => self.observer.unobserve(section));
+    measure(near.flatMap((section) => sections.get(section)));
+  }, {rootMargin: "100% 0px"});
+  sections.forEach((_, section) => self.observer.observe(section));
+  document.documentElement.dataset.tabStops = "ready";
+};
+"""
 FONTS = "_static/vendor/fontawesome/webfonts"
 SKIP_DIRS = ("_static", "_sources", "_images", "slides", "notebooks", "reports")
 
@@ -205,6 +252,147 @@ def defer_scripts(head: str, folder: Path) -> str:
     return _SCRIPT.sub(one, head)
 
 
+# ---------------------------------------------------------------- after the build: one stylesheet
+
+# A page names about ten stylesheets (Sphinx's, the theme's, each extension's, the site's): each
+# blocks the first paint, and on a phone's network every request costs a round trip. They are
+# joined, in the page's order, into one file per set of stylesheets (a page with math also has
+# KaTeX's): _static/bundle-<hash of the content>.css, with @import inlined and url()s rewritten
+# for the bundle's folder. The link keeps the list it was made from (data-stylesheets), so a
+# later build rejoins the current files: a stylesheet edited since never goes stale in a bundle.
+BUNDLE_DIR = "_static"
+_STYLESHEET = re.compile(r'[ \t]*<link\b(?=[^>]*\brel="stylesheet")(?![^>]*\bmedia="print")[^>]*>\n?')
+_BUNDLE = re.compile(r'<link rel="stylesheet" href="[^"]*bundle-[0-9a-f]+\.css" data-stylesheets="([^"]*)" />')
+_IMPORT = re.compile(r'@import\s+(?:url\()?["\']?([^"\')]+)["\']?\)?\s*;')
+_URL = re.compile(r'url\(\s*(["\']?)([^)"\']+)\1\s*\)')
+_SOURCE_MAP = re.compile(r'/\*#\s*sourceMappingURL=[^*]*\*/')
+
+
+def _css_text(path: Path, outdir: Path, seen: set[Path]) -> str:
+    """A stylesheet with its @imports inlined and its url()s relative to the bundle's folder."""
+    if path in seen:
+        return ""
+    seen.add(path)
+    css = _SOURCE_MAP.sub("", path.read_text(encoding="utf-8")).replace('@charset "UTF-8";', "")
+
+    def imported(match: re.Match) -> str:
+        return _css_text((path.parent / match.group(1)).resolve(), outdir, seen)
+
+    def url(match: re.Match) -> str:
+        quote, target = match.groups()
+        if target.startswith(("data:", "http:", "https:", "//", "#", "/")):
+            return match.group(0)
+        rel = os.path.relpath((path.parent / target.split("?")[0].split("#")[0]).resolve(), outdir / BUNDLE_DIR)
+        suffix = target[len(target.split("?")[0].split("#")[0]):]
+        return f"url({quote}{Path(rel).as_posix()}{suffix}{quote})"
+
+    return _URL.sub(url, _IMPORT.sub(imported, css))
+
+
+def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str, str]) -> str:
+    """The page's head with its screen stylesheets replaced by one bundle (see BUNDLE_DIR)."""
+    old = _BUNDLE.search(head)
+    if old:
+        names = html.unescape(old.group(1)).split()
+        head = _BUNDLE.sub("@@BUNDLE@@", head, count=1)
+    else:
+        links = [m for m in _STYLESHEET.finditer(head)]
+        names = []
+        for match in links:
+            href = re.search(r'\bhref="([^"]+)"', match.group(0))
+            target = html.unescape(href.group(1)).split("?")[0] if href else ""
+            if not target or target.startswith(("http:", "https:", "//", "data:")):
+                continue  # not ours: left as it is
+            names.append((folder / target).resolve().relative_to(outdir).as_posix())
+        if len(names) < 2:
+            return head
+        first = True
+
+        def replace(match: re.Match) -> str:
+            nonlocal first
+            href = re.search(r'\bhref="([^"]+)"', match.group(0))
+            target = html.unescape(href.group(1)).split("?")[0] if href else ""
+            if not target or target.startswith(("http:", "https:", "//", "data:")):
+                return match.group(0)
+            if first:
+                first = False
+                return "    @@BUNDLE@@\n"
+            return ""
+
+        head = _STYLESHEET.sub(replace, head)
+    key = " ".join(names)
+    if key not in written:
+        seen: set[Path] = set()
+        css = "\n".join(f"/* {name} */\n" + _css_text(outdir / name, outdir, seen) for name in names)
+        name = f"{BUNDLE_DIR}/bundle-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
+        (outdir / name).write_text(css, encoding="utf-8")
+        written[key] = name
+    href = os.path.relpath(outdir / written[key], folder).replace(os.sep, "/")
+    return head.replace("@@BUNDLE@@", f'<link rel="stylesheet" href="{href}" data-stylesheets="{html.escape(key)}" />', 1)
+
+
+# The small deferred scripts in <head> (Sphinx's, the extensions': seven files) are joined the
+# same way, in the page's order, into one deferred _static/bundle-<hash>.js: deferred scripts run
+# in document order once the page is parsed, so one file in their place runs the same code in the
+# same order, in one request. A script's data- attributes move to the bundle's tag (design-tabs.js
+# reads its own from document.currentScript); scripts that are async, modules or not ours stay.
+# The theme's two scripts at the end of <body> (preloaded from <head>) stay apart: joined to the
+# rest, their evaluation made one task long enough to block a phone's main thread.
+_DEFERRED = re.compile(r'[ \t]*<script\b(?=[^>]*\bdefer\b)(?![^>]*\basync\b)(?![^>]*type="module")[^>]*\bsrc="([^"]+)"[^>]*></script>\n?')
+_SCRIPT_BUNDLE = re.compile(r'<script defer src="[^"]*bundle-[0-9a-f]+\.js" data-scripts="([^"]*)"([^>]*)></script>')
+_DATA_ATTR = re.compile(r'\s(data-(?!scripts)[a-z0-9-]+="[^"]*")')
+_SCRIPT_PRELOAD = re.compile(r'[ \t]*<link rel="preload" as="script" href="([^"]+)" />\n?')
+
+
+def bundle_scripts(text: str, folder: Path, outdir: Path, written: dict[str, str]) -> str:
+    """The page with its deferred scripts replaced by one deferred bundle (see _DEFERRED)."""
+    old = _SCRIPT_BUNDLE.search(text)
+    if old:
+        names, extra = html.unescape(old.group(1)).split(), old.group(2)
+        text = _SCRIPT_BUNDLE.sub("@@SCRIPTS@@", text, count=1)
+    else:
+        names, attrs = [], []
+        for match in _DEFERRED.finditer(text):
+            src = html.unescape(match.group(1)).split("?")[0]
+            if src.startswith(("http:", "https:", "//", "data:")):
+                continue
+            names.append((folder / src).resolve().relative_to(outdir).as_posix())
+            attrs += _DATA_ATTR.findall(match.group(0))
+        if len(names) < 2:
+            return text
+        extra = "".join(f" {a}" for a in dict.fromkeys(attrs))
+        first = True
+
+        def replace(match: re.Match) -> str:
+            nonlocal first
+            if html.unescape(match.group(1)).startswith(("http:", "https:", "//", "data:")):
+                return match.group(0)
+            if first:
+                first = False
+                return "    @@SCRIPTS@@\n"
+            return ""
+
+        text = _DEFERRED.sub(replace, text)
+
+        def preload(match: re.Match) -> str:  # a preload of a joined script would fetch it twice
+            target = (folder / html.unescape(match.group(1)).split("?")[0]).resolve()
+            return "" if target.is_relative_to(outdir) and target.relative_to(outdir).as_posix() in names else match.group(0)
+
+        text = _SCRIPT_PRELOAD.sub(preload, text)
+    key = " ".join(names)
+    if key not in written:
+        js = "\n".join(f"/* {name} */\n" + _SOURCE_MAP_JS.sub("", (outdir / name).read_text(encoding="utf-8")).rstrip() + "\n;"
+                       for name in names)
+        name = f"{BUNDLE_DIR}/bundle-{hashlib.sha256(js.encode()).hexdigest()[:12]}.js"
+        (outdir / name).write_text(js, encoding="utf-8")
+        written[key] = name
+    src = os.path.relpath(outdir / written[key], folder).replace(os.sep, "/")
+    return text.replace("@@SCRIPTS@@", f'<script defer src="{src}" data-scripts="{html.escape(key)}"{extra}></script>', 1)
+
+
+_SOURCE_MAP_JS = re.compile(r'^//# sourceMappingURL=.*$', re.M)
+
+
 # ---------------------------------------------------------------- after the build: images
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -303,6 +491,16 @@ def precached(outdir: Path) -> list[str]:
     return files
 
 
+def lazy_tab_stops(script: str) -> str:
+    """The theme's script with its tab stops set without rendering off-screen sections (see TAB_STOPS_LOOP)."""
+    if script.startswith(TAB_STOPS_SCRIPT):
+        return script  # an earlier build's copy
+    if script.count(TAB_STOPS_LOOP) != 1 or script.count(TAB_STOPS_QUERY) != 1:
+        raise ValueError("the theme's tab-stop loop is not where pydata-sphinx-theme 0.17 has it")
+    script = script.replace(TAB_STOPS_QUERY, "window.tinyformerTabStops(" + TAB_STOPS_QUERY).replace(TAB_STOPS_LOOP, ")")
+    return TAB_STOPS_SCRIPT + script
+
+
 def service_worker(files: list[str], build_id: str) -> str:
     template = (Path(__file__).resolve().parent.parent / "assets" / "offline" / "sw.js").read_text(encoding="utf-8")
     return (template.replace("__BUILD_ID__", build_id)
@@ -344,7 +542,27 @@ def _rewrite_pages(app, exception):
         subset = subset_icon_fonts(subset_icon_rules(css, icons), outdir / FONTS)
         if subset != css:
             theme_css.write_text(subset, encoding="utf-8")
-    files = precached(outdir)
+    theme_js = outdir / THEME_JS
+    if theme_js.exists():
+        try:
+            theme_js.write_text(lazy_tab_stops(theme_js.read_text(encoding="utf-8")), encoding="utf-8")
+        except ValueError as error:
+            logger.warning(f"book_speed: {error}; its measurements stay in one task at load")
+    bundles: dict[str, str] = {}
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        if 'http-equiv="refresh"' in text:
+            continue
+        head_end = text.find("</head>")
+        head = bundle_scripts(bundle_stylesheets(text[:head_end], page.parent, outdir, bundles), page.parent, outdir, bundles)
+        new = head + text[head_end:]
+        if new != text:
+            page.write_text(new, encoding="utf-8")
+    for stale in [*(outdir / BUNDLE_DIR).glob("bundle-*.css"), *(outdir / BUNDLE_DIR).glob("bundle-*.js")]:
+        if f"{BUNDLE_DIR}/{stale.name}" not in bundles.values():
+            stale.unlink()
+    joined = {name for key in bundles for name in key.split()}  # no page asks for these alone any more
+    files = [f for f in precached(outdir) if f not in joined]
     digest = hashlib.sha256()
     for rel in files:
         digest.update(rel.encode() + b"\0" + (outdir / rel).read_bytes())

@@ -115,8 +115,15 @@ def test_chapter_names_its_common_mistakes(site, name):
 
 @pytest.mark.parametrize("name", toc_files())
 def test_theme_css_is_linked(site, name):
-    links = [link.get("href", "") for link in page(name).select("link[rel=stylesheet]")]
-    assert any(href.split("?")[0].endswith("_static/style.css") for href in links), links
+    """The site's theme reaches the page: in the page's one stylesheet (the build joins the page's
+    stylesheets, book_speed.bundle_stylesheets), as the current assets/css/style.css, after the theme's."""
+    links = [link for link in page(name).select("link[rel=stylesheet]") if link.get("media") != "print"]
+    assert len(links) == 1, [link.get("href") for link in links]
+    assert "_static/style.css" in links[0]["data-stylesheets"].split(), links[0]["data-stylesheets"]
+    bundle = (HTML / links[0]["href"]).read_text(encoding="utf-8")
+    theme = (ROOT / "assets" / "css" / "style.css").read_text(encoding="utf-8")
+    assert theme in bundle, "the page's stylesheet does not hold the current style.css"
+    assert bundle.index("/* _static/styles/pydata-sphinx-theme.css */") < bundle.index(theme), "style.css must come after the theme's"
     assert (HTML / "_static" / "style.css").read_bytes() == (ROOT / "assets" / "css" / "style.css").read_bytes()
 
 

@@ -85,6 +85,9 @@ class Visit:
         self.page.on("response", lambda r: r.status >= 400 and self.failed.append(f"{r.url} (HTTP {r.status})"))
         self.page.goto(url, wait_until="load")
         self.page.wait_for_load_state("networkidle")
+        # the theme marks scrollable blocks as tab stops after load (book_speed.TAB_STOPS_SCRIPT)
+        self.page.wait_for_function("!window.tinyformerTabStops || document.documentElement.dataset.tabStops === 'ready'",
+                                    timeout=10_000)
 
     def close(self):
         self.context.close()
@@ -155,6 +158,31 @@ def test_page_as_a_reader_sees_it(server, browser, name, viewport):
         if name in notebook_files():
             expected = f"https://mybinder.org/v2/gh/tinyformer/tinyformer/main?urlpath=lab/tree/notebooks/{name}.ipynb"
             assert page.locator(f'a[href="{expected}"]').count() >= 1, f"{name}: no Binder launch button"
+    finally:
+        visit.close()
+
+
+@pytest.mark.parametrize("viewport", sorted(VIEWPORTS))
+def test_blocks_that_scroll_sideways_are_tab_stops_as_the_reader_reaches_them(server, browser, viewport):
+    """Sections off screen are not rendered at load (content-visibility), so the theme's tab stops
+    for scrolling blocks are set as each section comes near (book_speed.TAB_STOPS_SCRIPT): until
+    then a block is a tab stop; once its section is reached, exactly the blocks that scroll are."""
+    visit = Visit(browser, f"{server}training.html", VIEWPORTS[viewport])
+    page = visit.page
+    try:
+        blocks = "[...document.querySelectorAll('.bd-article > section > section pre')]"
+        assert page.evaluate(f"{blocks}.length") >= 10
+        far = page.evaluate(f"{blocks}.slice(-3).map(e => e.tabIndex)")
+        assert far == [0, 0, 0], f"blocks far below the screen are not tab stops yet: {far}"
+        for i in range(page.evaluate(f"{blocks}.length")):
+            page.evaluate(f"{blocks}[{i}].scrollIntoView()")
+            page.wait_for_timeout(20)
+        page.wait_for_timeout(200)
+        wrong = page.evaluate(f"""{blocks}.filter(e => e.tabIndex !== (e.scrollWidth > e.clientWidth ||
+                                   e.scrollHeight > e.clientHeight ? 0 : -1)).length""")
+        assert wrong == 0, f"{wrong} blocks have the wrong tab stop at {viewport} width after scrolling to them"
+        if viewport == "desktop":  # some blocks fit a wide screen: those are no tab stop
+            assert page.evaluate(f"{blocks}.filter(e => e.tabIndex === -1).length") >= 1
     finally:
         visit.close()
 
