@@ -109,6 +109,32 @@ SKIP_DIRS = ("_static", "_sources", "_images", "slides", "notebooks", "reports")
 
 # ---------------------------------------------------------------- while writing each page
 
+_TEX_SYMBOLS = {"top": "ᵀ", "tau": "τ", "theta": "θ", "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ",
+                "epsilon": "ε", "eta": "η", "lambda": "λ", "mu": "μ", "pi": "π", "sigma": "σ", "omega": "ω",
+                "varphi": "φ", "phi": "φ", "Phi": "Φ", "cdot": "·", "times": "×", "le": "≤", "ge": "≥",
+                "approx": "≈", "to": "→", "in": "∈", "infty": "∞", "ne": "≠", "neq": "≠", "odot": "⊙",
+                "leftarrow": "←", "dots": "…", "pm": "±", "quad": " ", "qquad": " "}
+
+
+def plain_math(tex: str) -> str:
+    """A formula as plain text for a search result's snippet: QK^\\top/\\sqrt{d_{head}} -> QKᵀ/√d_head."""
+    text = re.sub(r"\^\\top\b", "ᵀ", tex)
+    text = re.sub(r"\\(?:text|mathrm|mathbf|operatorname)\{([^{}]*)\}", r"\1", text)
+    text = re.sub(r"([_^])\{([^{}]*)\}", lambda m: m.group(1) + (m.group(2) if m.group(2).isalnum() else f"({m.group(2)})"), text)
+    text = re.sub(r"\\sqrt\{([^{}]*)\}", lambda m: "√" + (m.group(1) if len(m.group(1)) <= 1 or "_" in m.group(1) else f"({m.group(1)})"), text)
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: _TEX_SYMBOLS.get(m.group(1), m.group(1)), text)
+    return text.replace("{", "").replace("}", "").replace("\\", "")
+
+
+def _plain_text(node) -> str:
+    """A node's text with its formulas written as plain text (plain_math)."""
+    if isinstance(node, (nodes.math, nodes.math_block)):
+        return plain_math(node.astext())
+    if isinstance(node, nodes.Text):
+        return node.astext()
+    return "".join(_plain_text(child) for child in node.children)
+
+
 def page_description(doctree) -> str:
     """One or two sentences for search results: the learning objectives, else the first paragraph."""
     if doctree is None:
@@ -116,7 +142,7 @@ def page_description(doctree) -> str:
     text = ""
     for admonition in doctree.findall(nodes.admonition):
         if "objectives" in admonition.get("classes", []):
-            items = [" ".join(i.astext().split()) for i in admonition.findall(nodes.list_item)]
+            items = [" ".join(_plain_text(i).split()) for i in admonition.findall(nodes.list_item)]
             items = [item.rstrip(".") for item in items]
             # one sentence: "Turn text into ids; train BPE by hand; ..."
             items[1:] = [i[0].lower() + i[1:] if i[1:2].islower() else i for i in items[1:]]
@@ -125,7 +151,7 @@ def page_description(doctree) -> str:
     if not text:  # the first paragraph of prose (not in a table, a list or an aside)
         for paragraph in doctree.findall(nodes.paragraph):
             if isinstance(paragraph.parent, nodes.section) and len(paragraph.astext()) > 60:
-                text = " ".join(paragraph.astext().split())
+                text = " ".join(_plain_text(paragraph).split())
                 break
     if len(text) > DESCRIPTION_CHARS:
         text = text[:DESCRIPTION_CHARS - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"

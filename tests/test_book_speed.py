@@ -87,3 +87,13 @@ def test_the_theme_script_sets_its_tab_stops_without_rendering_off_screen_sectio
     assert book_speed.lazy_tab_stops(patched) == patched  # an earlier build's copy is left alone
     with pytest.raises(ValueError, match="tab-stop loop"):
         book_speed.lazy_tab_stops("console.log('another theme')")
+
+
+@pytest.mark.parametrize("tex, text", [
+    (r"QK^\top/\sqrt{d_{head}}", "QKᵀ/√d_head"),
+    (r"\tau", "τ"),
+    (r"\mathrm{softmax}(x)", "softmax(x)"),
+    (r"1 - \beta^{s+1}", "1 - β^(s+1)"),
+])
+def test_a_formula_in_a_search_snippet_is_plain_text(tex, text):
+    assert book_speed.plain_math(tex) == text

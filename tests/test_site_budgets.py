@@ -165,6 +165,7 @@ def test_every_page_has_its_own_meta_description(site):
         found = re.findall(r'<meta name="description" content="([^"]*)"', text)
         assert len(found) == 1 and 50 <= len(found[0]) <= 160, f"{page}: {found}"
         assert found[0] not in seen, f"{page} has the description of {seen.get(found[0])}"
+        assert not re.search(r"\\[A-Za-z]|[_^]\{", found[0]), f"{page}: TeX in its description: {found[0]}"
         seen[found[0]] = page
     tokens = html.unescape(next(d for d, p in seen.items() if p == "tokens"))
     assert tokens.startswith("Turn text into integer ids two ways"), "a chapter's description is its objectives"
