@@ -315,6 +315,30 @@ def _css_text(path: Path, outdir: Path, seen: set[Path]) -> str:
     return _URL.sub(url, _IMPORT.sub(imported, css))
 
 
+REMOTE = ("http:", "https:", "//", "data:")
+
+
+def _gather(pattern: re.Pattern, text: str, url_of, folder: Path, outdir: Path, placeholder: str) -> tuple[str, list[str]]:
+    """The site's files that the tags matching ``pattern`` name (in order, as paths in the site),
+    and the text with the first of those tags replaced by ``placeholder`` and the others removed;
+    tags naming other sites stay as they are."""
+    names: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        target = html.unescape(url_of(match) or "").split("?")[0]
+        if not target or target.startswith(REMOTE):
+            return match.group(0)
+        names.append((folder / target).resolve().relative_to(outdir).as_posix())
+        return f"    {placeholder}\n" if len(names) == 1 else ""
+
+    return pattern.sub(replace, text), names
+
+
+def _href(match: re.Match) -> str | None:
+    found = re.search(r'\bhref="([^"]+)"', match.group(0))
+    return found.group(1) if found else None
+
+
 def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str, str]) -> str:
     """The page's head with its screen stylesheets replaced by one bundle (see BUNDLE_DIR)."""
     old = _BUNDLE.search(head)
@@ -322,30 +346,10 @@ def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str,
         names = html.unescape(old.group(1)).split()
         head = _BUNDLE.sub("@@BUNDLE@@", head, count=1)
     else:
-        links = [m for m in _STYLESHEET.finditer(head)]
-        names = []
-        for match in links:
-            href = re.search(r'\bhref="([^"]+)"', match.group(0))
-            target = html.unescape(href.group(1)).split("?")[0] if href else ""
-            if not target or target.startswith(("http:", "https:", "//", "data:")):
-                continue  # not ours: left as it is
-            names.append((folder / target).resolve().relative_to(outdir).as_posix())
+        joined, names = _gather(_STYLESHEET, head, _href, folder, outdir, "@@BUNDLE@@")
         if len(names) < 2:
             return head
-        first = True
-
-        def replace(match: re.Match) -> str:
-            nonlocal first
-            href = re.search(r'\bhref="([^"]+)"', match.group(0))
-            target = html.unescape(href.group(1)).split("?")[0] if href else ""
-            if not target or target.startswith(("http:", "https:", "//", "data:")):
-                return match.group(0)
-            if first:
-                first = False
-                return "    @@BUNDLE@@\n"
-            return ""
-
-        head = _STYLESHEET.sub(replace, head)
+        head = joined
     key = " ".join(names)
     if key not in written:
         seen: set[Path] = set()
@@ -377,28 +381,13 @@ def bundle_scripts(text: str, folder: Path, outdir: Path, written: dict[str, str
         names, extra = html.unescape(old.group(1)).split(), old.group(2)
         text = _SCRIPT_BUNDLE.sub("@@SCRIPTS@@", text, count=1)
     else:
-        names, attrs = [], []
-        for match in _DEFERRED.finditer(text):
-            src = html.unescape(match.group(1)).split("?")[0]
-            if src.startswith(("http:", "https:", "//", "data:")):
-                continue
-            names.append((folder / src).resolve().relative_to(outdir).as_posix())
-            attrs += _DATA_ATTR.findall(match.group(0))
+        joined, names = _gather(_DEFERRED, text, lambda m: m.group(1), folder, outdir, "@@SCRIPTS@@")
         if len(names) < 2:
             return text
+        attrs = [a for m in _DEFERRED.finditer(text) if not html.unescape(m.group(1)).startswith(REMOTE)
+                 for a in _DATA_ATTR.findall(m.group(0))]
         extra = "".join(f" {a}" for a in dict.fromkeys(attrs))
-        first = True
-
-        def replace(match: re.Match) -> str:
-            nonlocal first
-            if html.unescape(match.group(1)).startswith(("http:", "https:", "//", "data:")):
-                return match.group(0)
-            if first:
-                first = False
-                return "    @@SCRIPTS@@\n"
-            return ""
-
-        text = _DEFERRED.sub(replace, text)
+        text = joined
 
         def preload(match: re.Match) -> str:  # a preload of a joined script would fetch it twice
             target = (folder / html.unescape(match.group(1)).split("?")[0]).resolve()
