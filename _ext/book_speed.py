@@ -318,20 +318,23 @@ def _css_text(path: Path, outdir: Path, seen: set[Path]) -> str:
 REMOTE = ("http:", "https:", "//", "data:")
 
 
-def _gather(pattern: re.Pattern, text: str, url_of, folder: Path, outdir: Path, placeholder: str) -> tuple[str, list[str]]:
+def _gather(pattern: re.Pattern, text: str, url_of, folder: Path, outdir: Path, placeholder: str,
+            apart: tuple[str, ...] = ()) -> tuple[str, list[str], list[str]]:
     """The site's files that the tags matching ``pattern`` name (in order, as paths in the site),
-    and the text with the first of those tags replaced by ``placeholder`` and the others removed;
-    tags naming other sites stay as they are."""
+    the text with the first of those tags replaced by ``placeholder`` and the others removed
+    (tags naming other sites, or a file named in ``apart``, stay as they are), and the tags taken."""
     names: list[str] = []
+    tags: list[str] = []
 
     def replace(match: re.Match) -> str:
         target = html.unescape(url_of(match) or "").split("?")[0]
-        if not target or target.startswith(REMOTE):
+        if not target or target.startswith(REMOTE) or Path(target).name in apart:
             return match.group(0)
         names.append((folder / target).resolve().relative_to(outdir).as_posix())
+        tags.append(match.group(0))
         return f"    {placeholder}\n" if len(names) == 1 else ""
 
-    return pattern.sub(replace, text), names
+    return pattern.sub(replace, text), names, tags
 
 
 def _href(match: re.Match) -> str | None:
@@ -346,7 +349,7 @@ def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str,
         names = html.unescape(old.group(1)).split()
         head = _BUNDLE.sub("@@BUNDLE@@", head, count=1)
     else:
-        joined, names = _gather(_STYLESHEET, head, _href, folder, outdir, "@@BUNDLE@@")
+        joined, names, _ = _gather(_STYLESHEET, head, _href, folder, outdir, "@@BUNDLE@@")
         if len(names) < 2:
             return head
         head = joined
@@ -368,6 +371,10 @@ def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str,
 # reads its own from document.currentScript); scripts that are async, modules or not ours stay.
 # The theme's two scripts at the end of <body> (preloaded from <head>) stay apart: joined to the
 # rest, their evaluation made one task long enough to block a phone's main thread.
+# Scripts that stay apart: sphinx_highlight.js asks `typeof Search` to learn whether it is on the
+# search page, and in one file with searchtools.js that would meet searchtools' `const Search`
+# before its declaration and throw (each classic script declares its own top-level names).
+SCRIPTS_APART = ("searchtools.js", "language_data.js", "searchindex.js")
 _DEFERRED = re.compile(r'[ \t]*<script\b(?=[^>]*\bdefer\b)(?![^>]*\basync\b)(?![^>]*type="module")[^>]*\bsrc="([^"]+)"[^>]*></script>\n?')
 _SCRIPT_BUNDLE = re.compile(r'<script defer src="[^"]*bundle-[0-9a-f]+\.js" data-scripts="([^"]*)"([^>]*)></script>')
 _DATA_ATTR = re.compile(r'\s(data-(?!scripts)[a-z0-9-]+="[^"]*")')
@@ -381,11 +388,10 @@ def bundle_scripts(text: str, folder: Path, outdir: Path, written: dict[str, str
         names, extra = html.unescape(old.group(1)).split(), old.group(2)
         text = _SCRIPT_BUNDLE.sub("@@SCRIPTS@@", text, count=1)
     else:
-        joined, names = _gather(_DEFERRED, text, lambda m: m.group(1), folder, outdir, "@@SCRIPTS@@")
+        joined, names, tags = _gather(_DEFERRED, text, lambda m: m.group(1), folder, outdir, "@@SCRIPTS@@", SCRIPTS_APART)
         if len(names) < 2:
             return text
-        attrs = [a for m in _DEFERRED.finditer(text) if not html.unescape(m.group(1)).startswith(REMOTE)
-                 for a in _DATA_ATTR.findall(m.group(0))]
+        attrs = [a for tag in tags for a in _DATA_ATTR.findall(tag)]
         extra = "".join(f" {a}" for a in dict.fromkeys(attrs))
         text = joined
 

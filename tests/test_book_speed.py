@@ -76,6 +76,17 @@ def test_deferred_scripts_are_joined_in_order_and_keep_their_data_attributes(sit
     assert book_speed.bundle_scripts(head, site, site, {}) == head  # rebuilt from the list: the same
 
 
+def test_the_search_scripts_stay_apart(site):
+    """sphinx_highlight.js asks `typeof Search`; in one file with searchtools.js's `const Search`
+    that throws (a name used before its declaration), so the search page's scripts are not joined."""
+    (site / "_static" / "searchtools.js").write_text("const Search = {};\n")
+    page = HEAD + '    <script defer src="_static/searchtools.js"></script>\n'
+    written: dict[str, str] = {}
+    head = book_speed.bundle_scripts(page, site, site, written)
+    assert '<script defer src="_static/searchtools.js"></script>' in head
+    assert "const Search" not in (site / next(iter(written.values()))).read_text()
+
+
 def test_the_theme_script_sets_its_tab_stops_without_rendering_off_screen_sections():
     import pydata_sphinx_theme
 

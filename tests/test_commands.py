@@ -53,7 +53,8 @@ BENCH_SMALL = {
     "bench_reference.py": ["--steps", "2", "--eval-batches", "1", "--no-memory", "--no-write"],
 }
 BENCH_NOT_RUN = {"bench_build.py": "builds the book seven times (about 25 minutes)", "bench_tokenizer.py": "trains BPE on the full corpus",
-                 "bench_playground.py": "needs the built site and Chromium"}
+                 "bench_playground.py": "needs the built site and Chromium",
+                 "bench_site.py": "runs Lighthouse over every page of the built site, three times (about 15 minutes)"}
 
 
 def _blocks(text: str):
