@@ -229,24 +229,6 @@ def chapter_claims(nb) -> dict[str, str]:
     return claims
 
 
-def _format_glued(text: str, fmt: str) -> str:
-    """myst_nb's format_plain_text: the glued value's text/plain with the role's format spec."""
-    try:
-        value = ast.literal_eval(text)
-    except (SyntaxError, ValueError):
-        value = text
-    if not fmt:
-        return str(value)
-    kind = fmt[-1]
-    if kind == "s":
-        value = str(value)
-    elif kind in "bcdoxX":
-        value = int(value)
-    elif kind in "eEfFgGn%":
-        value = float(value)
-    return format(value, fmt)
-
-
 def _roles(text: str, chapter: Chapter, where: str) -> str:
     site = chapter.site
 
@@ -258,7 +240,9 @@ def _roles(text: str, chapter: Chapter, where: str) -> str:
                 return f"[{GLUE_ON_PAGE}]({site.url(chapter.name)})"
             if name not in chapter.glue:
                 raise ReaderNotebookError(f"{where}: glued value {name!r} is not in this chapter's build")
-            return _format_glued(chapter.glue[name]["data"]["text/plain"], fmt)
+            from myst_nb.core.variables import format_plain_text  # the page's own formatting (Colab: made in the build)
+
+            return format_plain_text(chapter.glue[name]["data"]["text/plain"], fmt)
         if role == "doc":
             label, target = body, body
             if m := re.fullmatch(r"(.*?)\s*<([^>]+)>", body):

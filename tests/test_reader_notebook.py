@@ -119,11 +119,6 @@ def test_citations_and_links_in_a_chapter():
 
 
 def test_glued_values_are_the_builds_for_colab_and_a_link_to_the_page_for_binder():
-    from myst_nb.core.variables import format_plain_text
-
-    for text, fmt in [("0.754898726940155", ".3f"), ("32.1067", ".1f"), ("3", ""), ("'the'", ""), ("0.5", ".0%"),
-                      ("1234567", ",d"), ("2.5e-05", ".1e"), ("12", "d")]:
-        assert rn._format_glued(text, fmt) == format_plain_text(text, fmt), (text, fmt)
     glue = _fake_glue("attention")
     glue["score_river_bank"] = {"data": {"text/plain": "0.754898726940155"}}
     colab = "\n".join(c.source for c in _notebook("attention", "colab", glue).cells)
