@@ -84,11 +84,9 @@ def make_pdf(html_dir: Path, out: Path, pages: list[str] | None = None, browser=
         for name in pages:
             page.goto(f"{base}{name}.html", wait_until="load")
             page.wait_for_load_state("networkidle")
-            # Every section rendered now (off-screen ones wait for the reader otherwise: content-visibility),
-            # so the fonts its math asks for are loaded before printing (math is typeset at build time).
-            page.evaluate("async () => { document.querySelectorAll('.bd-article section').forEach("
-                          "s => { s.style.contentVisibility = 'visible'; }); document.body.offsetHeight;"
-                          " await document.fonts.ready; }")
+            # The print stylesheet renders every section (on screen, off-screen ones wait for the reader),
+            # so the fonts the math asks for are all loading: wait for them (math is typeset at build time).
+            page.evaluate("document.fonts.ready.then(() => null)")
             # Figures below the fold load as a reader scrolls (loading="lazy"): a printed page needs them all.
             page.evaluate("Promise.all([...document.querySelectorAll('img[loading=lazy]')].map(i => "
                           "{ i.loading = 'eager'; return i.decode().catch(() => null); }))")

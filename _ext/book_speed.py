@@ -292,6 +292,8 @@ _BUNDLE = re.compile(r'<link rel="stylesheet" href="[^"]*bundle-[0-9a-f]+\.css" 
 _IMPORT = re.compile(r'@import\s+(?:url\()?["\']?([^"\')]+)["\']?\)?\s*;')
 _URL = re.compile(r'url\(\s*(["\']?)([^)"\']+)\1\s*\)')
 _SOURCE_MAP = re.compile(r'/\*#\s*sourceMappingURL=[^*]*\*/')
+_SOURCE_MAP_JS = re.compile(r'^//# sourceMappingURL=.*$', re.M)
+REMOTE = ("http:", "https:", "//", "data:")
 
 
 def _css_text(path: Path, outdir: Path, seen: set[Path]) -> str:
@@ -306,16 +308,14 @@ def _css_text(path: Path, outdir: Path, seen: set[Path]) -> str:
 
     def url(match: re.Match) -> str:
         quote, target = match.groups()
-        if target.startswith(("data:", "http:", "https:", "//", "#", "/")):
+        if target.startswith((*REMOTE, "#", "/")):
             return match.group(0)
-        rel = os.path.relpath((path.parent / target.split("?")[0].split("#")[0]).resolve(), outdir / BUNDLE_DIR)
-        suffix = target[len(target.split("?")[0].split("#")[0]):]
-        return f"url({quote}{Path(rel).as_posix()}{suffix}{quote})"
+        file = target.split("?")[0].split("#")[0]
+        rel = os.path.relpath((path.parent / file).resolve(), outdir / BUNDLE_DIR)
+        return f"url({quote}{Path(rel).as_posix()}{target[len(file):]}{quote})"
 
     return _URL.sub(url, _IMPORT.sub(imported, css))
 
-
-REMOTE = ("http:", "https:", "//", "data:")
 
 
 def _gather(pattern: re.Pattern, text: str, url_of, folder: Path, outdir: Path, placeholder: str,
@@ -337,6 +337,17 @@ def _gather(pattern: re.Pattern, text: str, url_of, folder: Path, outdir: Path, 
     return pattern.sub(replace, text), names, tags
 
 
+def _bundle(names: list[str], content_of, suffix: str, outdir: Path, written: dict[str, str]) -> str:
+    """The bundle of these files (each headed by its name), written once per build under a hash of
+    its content: _static/bundle-<hash>.<suffix>, as a path in the site."""
+    key = " ".join(names)
+    if key not in written:
+        content = "\n".join(f"/* {name} */\n" + content_of(name) for name in names)
+        written[key] = f"{BUNDLE_DIR}/bundle-{hashlib.sha256(content.encode()).hexdigest()[:12]}.{suffix}"
+        (outdir / written[key]).write_text(content, encoding="utf-8")
+    return written[key]
+
+
 def _href(match: re.Match) -> str | None:
     found = re.search(r'\bhref="([^"]+)"', match.group(0))
     return found.group(1) if found else None
@@ -353,15 +364,10 @@ def bundle_stylesheets(head: str, folder: Path, outdir: Path, written: dict[str,
         if len(names) < 2:
             return head
         head = joined
-    key = " ".join(names)
-    if key not in written:
-        seen: set[Path] = set()
-        css = "\n".join(f"/* {name} */\n" + _css_text(outdir / name, outdir, seen) for name in names)
-        name = f"{BUNDLE_DIR}/bundle-{hashlib.sha256(css.encode()).hexdigest()[:12]}.css"
-        (outdir / name).write_text(css, encoding="utf-8")
-        written[key] = name
-    href = os.path.relpath(outdir / written[key], folder).replace(os.sep, "/")
-    return head.replace("@@BUNDLE@@", f'<link rel="stylesheet" href="{href}" data-stylesheets="{html.escape(key)}" />', 1)
+    seen: set[Path] = set()  # a file @imported twice is joined once
+    bundle = _bundle(names, lambda name: _css_text(outdir / name, outdir, seen), "css", outdir, written)
+    href = os.path.relpath(outdir / bundle, folder).replace(os.sep, "/")
+    return head.replace("@@BUNDLE@@", f'<link rel="stylesheet" href="{href}" data-stylesheets="{html.escape(" ".join(names))}" />', 1)
 
 
 # The small deferred scripts in <head> (Sphinx's, the extensions': seven files) are joined the
@@ -400,18 +406,11 @@ def bundle_scripts(text: str, folder: Path, outdir: Path, written: dict[str, str
             return "" if target.is_relative_to(outdir) and target.relative_to(outdir).as_posix() in names else match.group(0)
 
         text = _SCRIPT_PRELOAD.sub(preload, text)
-    key = " ".join(names)
-    if key not in written:
-        js = "\n".join(f"/* {name} */\n" + _SOURCE_MAP_JS.sub("", (outdir / name).read_text(encoding="utf-8")).rstrip() + "\n;"
-                       for name in names)
-        name = f"{BUNDLE_DIR}/bundle-{hashlib.sha256(js.encode()).hexdigest()[:12]}.js"
-        (outdir / name).write_text(js, encoding="utf-8")
-        written[key] = name
-    src = os.path.relpath(outdir / written[key], folder).replace(os.sep, "/")
-    return text.replace("@@SCRIPTS@@", f'<script defer src="{src}" data-scripts="{html.escape(key)}"{extra}></script>', 1)
+    bundle = _bundle(names, lambda name: _SOURCE_MAP_JS.sub("", (outdir / name).read_text(encoding="utf-8")).rstrip() + "\n;",
+                     "js", outdir, written)
+    src = os.path.relpath(outdir / bundle, folder).replace(os.sep, "/")
+    return text.replace("@@SCRIPTS@@", f'<script defer src="{src}" data-scripts="{html.escape(" ".join(names))}"{extra}></script>', 1)
 
-
-_SOURCE_MAP_JS = re.compile(r'^//# sourceMappingURL=.*$', re.M)
 
 
 # ---------------------------------------------------------------- after the build: images
