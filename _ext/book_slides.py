@@ -33,6 +33,8 @@ from pathlib import Path
 
 from nbconvert.preprocessors import Preprocessor
 
+from book_toc import doc_role
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "assets" / "slides"
 TEMPLATE = "tinyformer_reveal"
@@ -83,10 +85,7 @@ def _roles(text: str, chapter: Chapter, where: str) -> str:
                 raise SlideSourceError(f"{where}: glued value {name!r} is not in this chapter's build")
             return format_plain_text(chapter.glue[name]["data"]["text/plain"], fmt)
         if role == "doc":
-            label, target = body, body
-            if m := re.fullmatch(r"(.*?)\s*<([^>]+)>", body):
-                label, target = m[1], m[2]
-            target = target.lstrip("/")
+            label, target = doc_role(body)
             if target not in chapter.titles:
                 raise SlideSourceError(f"{where}: {{doc}}`{body}` names no page of the book")
             return f"[{chapter.titles[target] if label == target else label}](../{target}.html)"

@@ -7,6 +7,7 @@ _toc.yml at the top level is the only copy; book/_toc.yml is a symbolic link to 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -52,3 +53,12 @@ def chapter_names(toc: Path = TOC, book: Path = BOOK) -> list[str]:
     page. Each gets a BibTeX entry, a slide deck and a Colab notebook."""
     root = _read(toc)["root"]
     return [f for f in notebook_files(toc, book) if f != root]
+
+
+def doc_role(body: str) -> tuple[str, str]:
+    """(label, page) of a MyST {doc} role's body, "page" or "label <page>" (a leading / dropped from
+    the page); without a label the label is the body, and callers show the page's title then."""
+    label, target = body, body
+    if m := re.fullmatch(r"(.*?)\s*<([^>]+)>", body):
+        label, target = m[1], m[2]
+    return label, target.lstrip("/")

@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # book_citation, book_toc (when run as a script)
 
 import book_citation  # noqa: E402
-from book_toc import BOOK, ROOT, notebook_files, toc_files  # noqa: E402
+from book_toc import BOOK, ROOT, doc_role, notebook_files, toc_files  # noqa: E402
 
 TARGETS = ("binder", "colab")
 BINDER_DIR = "notebooks"  # under the repository root, git-ignored: binder/postBuild writes it
@@ -244,10 +244,7 @@ def _roles(text: str, chapter: Chapter, where: str) -> str:
 
             return format_plain_text(chapter.glue[name]["data"]["text/plain"], fmt)
         if role == "doc":
-            label, target = body, body
-            if m := re.fullmatch(r"(.*?)\s*<([^>]+)>", body):
-                label, target = m[1], m[2]
-            target = target.lstrip("/")
+            label, target = doc_role(body)
             if target not in site.titles:
                 raise ReaderNotebookError(f"{where}: {{doc}}`{body}` names no page of the book")
             return f"[{site.titles[target] if label == target else label}]({site.url(target)})"
